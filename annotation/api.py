@@ -1,0 +1,408 @@
+"""REST API v1: thin views over selectors (reads) and services (writes)."""
+from django.contrib.auth import get_user_model
+from django.core.files.storage import default_storage
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import generics, serializers, status
+from rest_framework.authtoken.models import Token
+from rest_framework.authtoken.serializers import AuthTokenSerializer
+from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation import selectors, services
+from annotation.api_support import ErrorSerializer
+from annotation.models import (
+    ArtifactFlag, AspectScore, Comparison, Image, ImportJob, ImportLineError, Membership, PersonalRating,
+    PreferenceJudgment, Project, Prompt, TaskType,
+)
+
+ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404)}
+
+
+class ListApi(generics.GenericAPIView):
+    """A paginated list whose rows come from `rows()`; the schema generator gets an empty
+    queryset of the serializer's model, since it calls without a user or URL arguments."""
+
+    def rows(self):
+        raise NotImplementedError
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return self.serializer_class.Meta.model.objects.none()
+        return self.rows()
+
+    def list_response(self):
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+
+# --- authentication -----------------------------------------------------------------------
+
+class TokenObtainApi(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes = []
+
+    class OutputSerializer(serializers.Serializer):
+        token = serializers.CharField()
+
+    @extend_schema(operation_id="auth_token_obtain", request=AuthTokenSerializer,
+                   responses={200: OutputSerializer, 400: ErrorSerializer})
+    def post(self, request):
+        serializer = AuthTokenSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        token, _ = Token.objects.get_or_create(user=serializer.validated_data["user"])
+        return Response({"token": token.key})
+
+
+# --- projects -----------------------------------------------------------------------------
+
+class AspectSerializer(serializers.Serializer):
+    key = serializers.CharField(max_length=64)
+    label = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    question = serializers.CharField(max_length=500, required=False, allow_blank=True)
+
+
+class ProjectOutputSerializer(serializers.ModelSerializer):
+    aspects = AspectSerializer(many=True)
+    task_types = serializers.ListField(child=serializers.ChoiceField(choices=TaskType.choices))
+    role = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Project
+        fields = ["slug", "name", "instructions", "task_types", "aspects", "score_scale", "rating_scale", "overlap",
+                  "gold_rate", "is_archived", "created_at", "role"]
+
+    def get_role(self, project) -> str | None:
+        return selectors.project_role(user=self.context["request"].user, project=project)
+
+
+class ProjectInputSerializer(serializers.Serializer):
+    slug = serializers.SlugField(max_length=64)
+    name = serializers.CharField(max_length=200)
+    instructions = serializers.CharField(required=False, allow_blank=True, max_length=20000)
+    task_types = serializers.ListField(child=serializers.ChoiceField(choices=TaskType.choices), required=False,
+                                       allow_empty=False)
+    aspects = AspectSerializer(many=True, required=False, allow_empty=False)
+    score_scale = serializers.IntegerField(min_value=2, max_value=100, required=False)
+    rating_scale = serializers.IntegerField(min_value=2, max_value=100, required=False)
+    overlap = serializers.IntegerField(min_value=1, max_value=100, required=False)
+    gold_rate = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
+
+
+class ProjectUpdateSerializer(ProjectInputSerializer):
+    slug = None
+    name = serializers.CharField(max_length=200, required=False)
+    is_archived = serializers.BooleanField(required=False)
+
+
+class ProjectListCreateApi(ListApi):
+    serializer_class = ProjectOutputSerializer
+
+    def rows(self):
+        return selectors.project_list_for_user(user=self.request.user)
+
+    @extend_schema(operation_id="projects_list", responses={200: ProjectOutputSerializer(many=True), **ERRORS})
+    def get(self, request):
+        return self.list_response()
+
+    @extend_schema(operation_id="projects_create", request=ProjectInputSerializer,
+                   responses={201: ProjectOutputSerializer, **ERRORS})
+    def post(self, request):
+        if not selectors.user_can_create_projects(request.user):
+            raise PermissionDenied("Creating projects needs the researcher permission.")
+        data = ProjectInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = services.project_create(creator=request.user, **data.validated_data)
+        return Response(ProjectOutputSerializer(project, context={"request": request}).data,
+                        status=status.HTTP_201_CREATED)
+
+
+class ProjectDetailApi(APIView):
+    @extend_schema(operation_id="projects_retrieve", responses={200: ProjectOutputSerializer, **ERRORS})
+    def get(self, request, slug):
+        project = selectors.project_get_for_user(user=request.user, slug=slug)
+        return Response(ProjectOutputSerializer(project, context={"request": request}).data)
+
+    @extend_schema(operation_id="projects_update", request=ProjectUpdateSerializer,
+                   responses={200: ProjectOutputSerializer, **ERRORS})
+    def patch(self, request, slug):
+        project = selectors.project_get_for_user(user=request.user, slug=slug, manage=True)
+        data = ProjectUpdateSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        project = services.project_update(project=project, **data.validated_data)
+        return Response(ProjectOutputSerializer(project, context={"request": request}).data)
+
+
+# --- members ------------------------------------------------------------------------------
+
+class MembershipOutputSerializer(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username")
+
+    class Meta:
+        model = Membership
+        fields = ["username", "role", "status", "status_reason", "created_at"]
+
+
+class MembershipInputSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    role = serializers.ChoiceField(choices=Membership.Role.choices, default=Membership.Role.ANNOTATOR)
+
+
+class MembershipRoleSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=Membership.Role.choices)
+
+
+def _user_by_name(username: str):
+    user = get_user_model().objects.filter(username=username, is_active=True).first()
+    if user is None:
+        raise NotFound(f"No active user named {username!r}.")
+    return user
+
+
+def _check_may_grant(request, project, role):
+    if role == Membership.Role.ADMIN and selectors.project_role(user=request.user, project=project) != Membership.Role.ADMIN:
+        raise PermissionDenied("Only a project admin may grant the admin role.")
+
+
+class MemberListCreateApi(ListApi):
+    serializer_class = MembershipOutputSerializer
+
+    def rows(self):
+        project = selectors.project_get_for_user(user=self.request.user, slug=self.kwargs["slug"], manage=True)
+        return Membership.objects.filter(project=project).select_related("user").order_by("user__username")
+
+    @extend_schema(operation_id="members_list", responses={200: MembershipOutputSerializer(many=True), **ERRORS})
+    def get(self, request, slug):
+        return self.list_response()
+
+    @extend_schema(operation_id="members_add", request=MembershipInputSerializer,
+                   responses={201: MembershipOutputSerializer, **ERRORS})
+    def post(self, request, slug):
+        project = selectors.project_get_for_user(user=request.user, slug=slug, manage=True)
+        data = MembershipInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        _check_may_grant(request, project, data.validated_data["role"])
+        membership = services.membership_set(project=project, user=_user_by_name(data.validated_data["username"]),
+                                             role=data.validated_data["role"])
+        return Response(MembershipOutputSerializer(membership).data, status=status.HTTP_201_CREATED)
+
+
+class MemberDetailApi(APIView):
+    @extend_schema(operation_id="members_update", request=MembershipRoleSerializer,
+                   responses={200: MembershipOutputSerializer, **ERRORS})
+    def patch(self, request, slug, username):
+        project = selectors.project_get_for_user(user=request.user, slug=slug, manage=True)
+        data = MembershipRoleSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        _check_may_grant(request, project, data.validated_data["role"])
+        user = _user_by_name(username)
+        if not Membership.objects.filter(project=project, user=user).exists():
+            raise NotFound(f"{username!r} is not a member of {slug!r}.")
+        membership = services.membership_set(project=project, user=user, role=data.validated_data["role"])
+        return Response(MembershipOutputSerializer(membership).data)
+
+    @extend_schema(operation_id="members_remove", responses={204: None, **ERRORS})
+    def delete(self, request, slug, username):
+        project = selectors.project_get_for_user(user=request.user, slug=slug, manage=True)
+        services.membership_remove(project=project, user=_user_by_name(username))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- prompts, images, comparisons ----------------------------------------------------------
+
+class PromptOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Prompt
+        fields = ["id", "text", "category", "external_id", "meta", "created_at"]
+
+
+class ImageOutputSerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+    preview_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Image
+        fields = ["id", "prompt", "sha256", "format", "width", "height", "size_bytes", "generator", "seed", "meta",
+                  "url", "preview_url", "created_at"]
+
+    def get_url(self, image) -> str:
+        return default_storage.url(image.storage_key)
+
+    def get_preview_url(self, image) -> str:
+        return default_storage.url(image.preview_key)
+
+
+class ComparisonOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Comparison
+        fields = ["id", "prompt", "image_a", "image_b", "created_at"]
+
+
+class PromptFilter(filters.FilterSet):
+    search = filters.CharFilter(field_name="text", lookup_expr="icontains", help_text="Text contains (any case).")
+
+    class Meta:
+        model = Prompt
+        fields = ["category", "external_id"]
+
+
+class ImageFilter(filters.FilterSet):
+    class Meta:
+        model = Image
+        fields = ["prompt", "generator", "sha256"]
+
+
+class ComparisonFilter(filters.FilterSet):
+    class Meta:
+        model = Comparison
+        fields = ["prompt"]
+
+
+class ProjectScopedListApi(ListApi):
+    """A paginated list of one project's rows, visible to every member of it."""
+
+    selector = None
+
+    def rows(self):
+        project = selectors.project_get_for_user(user=self.request.user, slug=self.kwargs["slug"])
+        return type(self).selector(project=project)
+
+
+def _list_schema(operation_id, serializer):
+    return extend_schema_view(get=extend_schema(operation_id=operation_id,
+                                                responses={200: serializer(many=True), **ERRORS}))
+
+
+@_list_schema("prompts_list", PromptOutputSerializer)
+class PromptListApi(ProjectScopedListApi):
+    serializer_class = PromptOutputSerializer
+    filterset_class = PromptFilter
+    selector = staticmethod(selectors.prompt_list)
+
+    def get(self, request, slug):
+        return self.list_response()
+
+
+@_list_schema("images_list", ImageOutputSerializer)
+class ImageListApi(ProjectScopedListApi):
+    serializer_class = ImageOutputSerializer
+    filterset_class = ImageFilter
+    selector = staticmethod(selectors.image_list)
+
+    def get(self, request, slug):
+        return self.list_response()
+
+
+@_list_schema("comparisons_list", ComparisonOutputSerializer)
+class ComparisonListApi(ProjectScopedListApi):
+    serializer_class = ComparisonOutputSerializer
+    filterset_class = ComparisonFilter
+    selector = staticmethod(selectors.comparison_list)
+
+    def get(self, request, slug):
+        return self.list_response()
+
+
+# --- imports ------------------------------------------------------------------------------
+
+class ImportJobOutputSerializer(serializers.ModelSerializer):
+    project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = ImportJob
+        fields = ["id", "project", "status", "message", "images_root", "max_pairs_per_prompt", "lines_total",
+                  "lines_done", "images_created", "duplicates", "rejected", "prompts_created", "comparisons_created",
+                  "created_at", "started_at", "finished_at"]
+
+
+class ImportJobInputSerializer(serializers.Serializer):
+    manifest = serializers.FileField(help_text="JSONL: one {prompt, image, generator?, seed?, category?, meta?} per line.")
+    images_root = serializers.CharField(required=False, allow_blank=True, max_length=1000,
+                                        help_text="Server folder for relative paths; must lie under IMPORT_LOCAL_ROOTS.")
+    max_pairs_per_prompt = serializers.IntegerField(required=False, min_value=1, allow_null=True)
+
+
+class ImportLineErrorSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ImportLineError
+        fields = ["line", "field", "message"]
+
+
+class ImportJobListCreateApi(ListApi):
+    serializer_class = ImportJobOutputSerializer
+    parser_classes = [MultiPartParser, FormParser]
+
+    def rows(self):
+        project = selectors.project_get_for_user(user=self.request.user, slug=self.kwargs["slug"], manage=True)
+        return ImportJob.objects.filter(project=project).select_related("project").order_by("-id")
+
+    @extend_schema(operation_id="imports_list", responses={200: ImportJobOutputSerializer(many=True), **ERRORS})
+    def get(self, request, slug):
+        return self.list_response()
+
+    @extend_schema(operation_id="imports_create", request={"multipart/form-data": ImportJobInputSerializer},
+                   responses={202: ImportJobOutputSerializer, **ERRORS})
+    def post(self, request, slug):
+        project = selectors.project_get_for_user(user=request.user, slug=slug, manage=True)
+        data = ImportJobInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        job = services.import_job_create(
+            project=project, creator=request.user, manifest=data.validated_data["manifest"].read(),
+            images_root=data.validated_data.get("images_root", ""),
+            max_pairs_per_prompt=data.validated_data.get("max_pairs_per_prompt"),
+        )
+        return Response(ImportJobOutputSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ImportJobDetailApi(APIView):
+    @extend_schema(operation_id="imports_retrieve", responses={200: ImportJobOutputSerializer, **ERRORS})
+    def get(self, request, job_id):
+        return Response(ImportJobOutputSerializer(selectors.import_job_get_for_user(user=request.user, job_id=job_id)).data)
+
+
+@_list_schema("imports_errors_list", ImportLineErrorSerializer)
+class ImportJobErrorListApi(ListApi):
+    serializer_class = ImportLineErrorSerializer
+
+    def rows(self):
+        job = selectors.import_job_get_for_user(user=self.request.user, job_id=self.kwargs["job_id"])
+        return ImportLineError.objects.filter(job=job).order_by("line", "id")
+
+    def get(self, request, job_id):
+        return self.list_response()
+
+
+# --- judgments (read-only here; submission arrives with the workspace) ----------------------
+
+_JUDGMENT_FIELDS = ["id", "source", "annotator", "machine_annotator", "machine_version", "rationale", "latency_ms",
+                    "is_gold", "created_at"]
+
+
+def _judgment_serializer(model, extra_fields):
+    meta = type("Meta", (), {"model": model, "fields": _JUDGMENT_FIELDS + extra_fields})
+    return type(f"{model.__name__}OutputSerializer", (serializers.ModelSerializer,), {"Meta": meta})
+
+
+def _judgment_list_api(kind, model, extra_fields):
+    serializer = _judgment_serializer(model, extra_fields)
+
+    def rows(self):
+        project = selectors.project_get_for_user(user=self.request.user, slug=self.kwargs["slug"])
+        return selectors.judgment_list_for_user(user=self.request.user, project=project, kind=kind)
+
+    def get(self, request, slug):
+        return self.list_response()
+
+    view = type(f"{model.__name__}ListApi", (ListApi,),
+                {"serializer_class": serializer, "rows": rows, "get": get,
+                 "__doc__": f"{model.__name__} rows of the project: annotators see only their own."})
+    return _list_schema("judgments_" + kind.replace("-", "_") + "_list", serializer)(view)
+
+
+PreferenceListApi = _judgment_list_api("preferences", PreferenceJudgment, ["comparison", "aspect", "choice", "left_image"])
+AspectScoreListApi = _judgment_list_api("aspect-scores", AspectScore, ["image", "aspect", "value"])
+PersonalRatingListApi = _judgment_list_api("personal-ratings", PersonalRating, ["image", "value"])
+ArtifactFlagListApi = _judgment_list_api("artifact-flags", ArtifactFlag, ["image", "has_artifacts", "reasons"])

@@ -1,0 +1,198 @@
+"""Reading image bytes from where a manifest line points: a local path, s3://bucket/key, or a URL.
+
+Every reader raises `ImageSourceError` with a message that says what was wrong; nothing here
+writes anything.
+"""
+import ipaddress
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import urllib3
+from django.conf import settings
+
+
+class ImageSourceError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class SourcePolicy:
+    """Where a given import may read from.
+
+    `images_root`: relative paths resolve under it and no path may leave it. With
+    `absolute_paths_anywhere` (the command line without --images-root), absolute paths are read
+    as given; the API never sets it.
+    """
+
+    images_root: Path | None
+    absolute_paths_anywhere: bool = False
+    allow_private_urls: bool = False
+    max_bytes: int = 50 * 1024 * 1024
+    url_timeout_s: float = 20.0
+
+    @classmethod
+    def from_settings(cls, *, images_root: Path | None, absolute_paths_anywhere: bool = False) -> "SourcePolicy":
+        return cls(
+            images_root=images_root.resolve() if images_root else None,
+            absolute_paths_anywhere=absolute_paths_anywhere,
+            allow_private_urls=settings.IMPORT_ALLOW_PRIVATE_URLS,
+            max_bytes=settings.IMPORT_MAX_BYTES,
+            url_timeout_s=settings.IMPORT_URL_TIMEOUT_S,
+        )
+
+
+def read_image_source(ref: str, policy: SourcePolicy) -> bytes:
+    if ref.startswith("s3://"):
+        return _read_s3(ref, policy)
+    scheme = urlsplit(ref).scheme.lower()
+    if scheme in ("http", "https"):
+        return _read_url(ref, policy)
+    if scheme and len(scheme) > 1:  # "c:" would be a drive letter, anything longer a scheme
+        raise ImageSourceError(f"unsupported scheme {scheme!r}: use a path, s3:// or http(s)://")
+    return _read_path(ref, policy)
+
+
+def local_path_for(ref: str, policy: SourcePolicy) -> Path:
+    """The file a path reference names, refusing any path that leaves the images root."""
+    raw = Path(ref)
+    if raw.is_absolute():
+        path = raw.resolve()
+        if policy.absolute_paths_anywhere:
+            return path
+    else:
+        if policy.images_root is None:
+            raise ImageSourceError("relative path given but no images root is set")
+        path = (policy.images_root / raw).resolve()
+    if policy.images_root is None or not path.is_relative_to(policy.images_root):
+        raise ImageSourceError(f"path {ref!r} is outside the images root")
+    return path
+
+
+def _read_path(ref: str, policy: SourcePolicy) -> bytes:
+    path = local_path_for(ref, policy)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise ImageSourceError(f"file not found: {ref}") from None
+    except OSError as exc:
+        raise ImageSourceError(f"cannot read {ref}: {exc.strerror}") from None
+    if not path.is_file():
+        raise ImageSourceError(f"not a regular file: {ref}")
+    if size > policy.max_bytes:
+        raise ImageSourceError(f"file is {size} bytes, over the {policy.max_bytes}-byte limit")
+    return path.read_bytes()
+
+
+def s3_client():
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=settings.AWS_S3_ENDPOINT_URL,
+        region_name=settings.AWS_S3_REGION_NAME,
+        aws_access_key_id=settings.AWS_ACCESS_KEY_ID,
+        aws_secret_access_key=settings.AWS_SECRET_ACCESS_KEY,
+    )
+
+
+_s3_clients: dict[tuple, object] = {}
+
+
+def _cached_s3_client():
+    """One client per endpoint and credentials (boto3 clients are thread-safe, and slow to make)."""
+    key = (settings.AWS_S3_ENDPOINT_URL, settings.AWS_S3_REGION_NAME, settings.AWS_ACCESS_KEY_ID)
+    if key not in _s3_clients:
+        _s3_clients[key] = s3_client()
+    return _s3_clients[key]
+
+
+def _read_s3(ref: str, policy: SourcePolicy) -> bytes:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, _, key = ref[len("s3://"):].partition("/")
+    if not bucket or not key:
+        raise ImageSourceError(f"malformed S3 reference {ref!r}: expected s3://bucket/key")
+    client = _cached_s3_client()
+    try:
+        head = client.head_object(Bucket=bucket, Key=key)
+        if head["ContentLength"] > policy.max_bytes:
+            raise ImageSourceError(f"object is {head['ContentLength']} bytes, over the {policy.max_bytes}-byte limit")
+        return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in ("404", "NoSuchKey", "NotFound"):
+            raise ImageSourceError(f"S3 object not found: {ref}") from None
+        if code == "NoSuchBucket":
+            raise ImageSourceError(f"S3 bucket not found: {bucket}") from None
+        raise ImageSourceError(f"S3 error for {ref}: {code or exc}") from None
+    except BotoCoreError as exc:
+        raise ImageSourceError(f"S3 error for {ref}: {exc}") from None
+
+
+def _forbidden_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    if getattr(ip, "ipv4_mapped", None):
+        ip = ip.ipv4_mapped
+    for attr, name in (("is_loopback", "loopback"), ("is_link_local", "link-local"), ("is_private", "private"),
+                       ("is_multicast", "multicast"), ("is_reserved", "reserved"), ("is_unspecified", "unspecified")):
+        if getattr(ip, attr):
+            return name
+    return None
+
+
+def _resolve_checked(host: str, port: int, policy: SourcePolicy) -> str:
+    """Resolve `host` once and return the address to connect to, refusing internal addresses.
+
+    Connecting to the checked address (not resolving again) closes the DNS-rebinding gap.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        raise ImageSourceError(f"cannot resolve host {host!r}") from None
+    addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+    if not policy.allow_private_urls:
+        for ip in addresses:
+            kind = _forbidden_address(ip)
+            if kind:
+                raise ImageSourceError(f"URL host {host} resolves to {kind} address {ip}, which imports may not fetch")
+    return str(addresses[0])
+
+
+def _read_url(ref: str, policy: SourcePolicy, redirects_left: int = 3) -> bytes:
+    parts = urlsplit(ref)
+    if not parts.hostname:
+        raise ImageSourceError(f"URL without a host: {ref!r}")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    address = _resolve_checked(parts.hostname, port, policy)
+    timeout = urllib3.Timeout(connect=policy.url_timeout_s, read=policy.url_timeout_s)
+    if parts.scheme == "https":
+        pool = urllib3.HTTPSConnectionPool(address, port, timeout=timeout, server_hostname=parts.hostname,
+                                           assert_hostname=parts.hostname, retries=False)
+    else:
+        pool = urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False)
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    host_header = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+    try:
+        response = pool.urlopen("GET", path, headers={"Host": host_header, "User-Agent": "prefstudio-import"},
+                                redirect=False, preload_content=False)
+        try:
+            if response.status in (301, 302, 303, 307, 308):
+                location = response.headers.get("Location")
+                if not location or redirects_left == 0:
+                    raise ImageSourceError(f"too many or empty redirects from {ref}")
+                return _read_url(urljoin(ref, location), policy, redirects_left - 1)
+            if response.status != 200:
+                raise ImageSourceError(f"URL answered HTTP {response.status}: {ref}")
+            body = response.read(policy.max_bytes + 1)
+            if len(body) > policy.max_bytes:
+                raise ImageSourceError(f"URL body is over the {policy.max_bytes}-byte limit: {ref}")
+            return body
+        finally:
+            response.release_conn()
+    except urllib3.exceptions.HTTPError as exc:
+        raise ImageSourceError(f"cannot fetch {ref}: {exc.__class__.__name__}") from None
+    finally:
+        pool.close()

@@ -1,0 +1,278 @@
+"""Importing prompts and images from a JSONL manifest (the command line and the import job).
+
+A manifest is read in chunks. For each chunk: lines are parsed and checked; each distinct image
+reference is read, checked and stored once (a bounded cache remembers the outcome for later
+lines); then prompts, images and comparisons are bulk-created in one transaction. Lines that
+fail are reported with their number and reason and never stop their neighbours. Running the
+same manifest again creates nothing: prompts are unique per project and text, images per
+prompt and sha256, comparisons per pair.
+"""
+import json
+import random
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import combinations
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count
+
+from annotation.image_files import ImageCheckError, StoredImage, check_and_store
+from annotation.image_sources import ImageSourceError, SourcePolicy, read_image_source
+from annotation.models import Comparison, Image, Project, Prompt, text_digest
+
+CHUNK_LINES = 2000
+READ_THREADS = 4
+_BIGINT = 2**63
+ALLOWED_KEYS = {"prompt", "image", "generator", "seed", "category", "meta", "external_id"}
+
+
+@dataclass(frozen=True)
+class LineError:
+    line: int
+    field: str
+    message: str
+
+    def __str__(self):
+        where = f" [{self.field}]" if self.field else ""
+        return f"line {self.line}{where}: {self.message}"
+
+
+@dataclass
+class ImportSummary:
+    lines: int = 0
+    images_created: int = 0
+    duplicates: int = 0
+    prompts_created: int = 0
+    comparisons_created: int = 0
+    errors: list[LineError] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> int:
+        return len(self.errors)
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    line: int
+    prompt: str
+    image: str
+    generator: str
+    seed: int | None
+    category: str
+    external_id: str
+    meta: dict
+
+
+class LineInvalid(Exception):
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def parse_line(number: int, raw: str) -> ManifestEntry:
+    """Parse one manifest line; raises LineInvalid naming the field at fault."""
+    try:
+        obj = json.loads(raw)
+    except ValueError as exc:
+        raise LineInvalid("", f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(obj, dict):
+        raise LineInvalid("", "a line must be a JSON object")
+    unknown = set(obj) - ALLOWED_KEYS
+    if unknown:
+        raise LineInvalid(sorted(unknown)[0], f"unknown field(s) {', '.join(sorted(unknown))}; "
+                                              f"allowed: {', '.join(sorted(ALLOWED_KEYS))}")
+    prompt = obj.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise LineInvalid("prompt", "required, a non-empty string")
+    prompt = prompt.strip()
+    if len(prompt) > settings.IMPORT_PROMPT_MAX_CHARS:
+        raise LineInvalid("prompt", f"{len(prompt)} characters, over the {settings.IMPORT_PROMPT_MAX_CHARS}-character limit")
+    image = obj.get("image")
+    if not isinstance(image, str) or not image.strip():
+        raise LineInvalid("image", "required, a path, s3:// key or http(s) URL")
+    seed = obj.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not -_BIGINT <= seed < _BIGINT):
+        raise LineInvalid("seed", "must be an integer within 64 bits")
+    meta = obj.get("meta", {})
+    if not isinstance(meta, dict):
+        raise LineInvalid("meta", "must be a JSON object")
+    texts = {}
+    for key, limit in (("generator", 200), ("category", 100), ("external_id", 200)):
+        value = obj.get(key, "")
+        if value is None:
+            value = ""
+        if not isinstance(value, str):
+            raise LineInvalid(key, "must be a string")
+        if len(value) > limit:
+            raise LineInvalid(key, f"over the {limit}-character limit")
+        texts[key] = value
+    return ManifestEntry(line=number, prompt=prompt, image=image.strip(), seed=seed, meta=meta, **texts)
+
+
+class ImageResolver:
+    """Reads, checks and stores each distinct image reference once, remembering the outcome
+    (a StoredImage or the error message) for the most recent `capacity` references."""
+
+    def __init__(self, policy: SourcePolicy, capacity: int = 100_000):
+        self.policy = policy
+        self.capacity = capacity
+        self._known: OrderedDict[str, StoredImage | str] = OrderedDict()
+
+    def _resolve_one(self, ref: str) -> StoredImage | str:
+        try:
+            return check_and_store(read_image_source(ref, self.policy))
+        except (ImageSourceError, ImageCheckError) as exc:
+            return str(exc)
+
+    def resolve(self, refs: Iterable[str]) -> dict[str, StoredImage | str]:
+        wanted = list(dict.fromkeys(refs))
+        missing = [r for r in wanted if r not in self._known]
+        if missing:
+            if len(missing) == 1:
+                results = [self._resolve_one(missing[0])]
+            else:
+                with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+                    results = list(pool.map(self._resolve_one, missing))
+            for ref, outcome in zip(missing, results):
+                self._known[ref] = outcome
+        out = {}
+        for ref in wanted:
+            self._known.move_to_end(ref)
+            out[ref] = self._known[ref]
+        while len(self._known) > self.capacity:
+            self._known.popitem(last=False)
+        return out
+
+
+def iter_numbered_lines(lines: Iterable[str | bytes]) -> Iterator[tuple[int, str]]:
+    for number, raw in enumerate(lines, start=1):
+        if isinstance(raw, bytes):
+            raw = raw.decode("utf-8", errors="replace")
+        if raw.strip():
+            yield number, raw
+
+
+def manifest_import(
+    *,
+    project: Project,
+    lines: Iterable[str | bytes],
+    policy: SourcePolicy,
+    max_pairs_per_prompt: int | None = None,
+    on_chunk: Callable[[ImportSummary, list[LineError]], None] | None = None,
+    resolver: ImageResolver | None = None,
+) -> ImportSummary:
+    """Import every good line of a manifest into `project`; returns counts and per-line errors.
+
+    `on_chunk(summary, new_errors)` is called after each committed chunk (progress, job state).
+    """
+    summary = ImportSummary()
+    resolver = resolver or ImageResolver(policy)
+    chunk: list[tuple[int, str]] = []
+    for numbered in iter_numbered_lines(lines):
+        chunk.append(numbered)
+        if len(chunk) >= CHUNK_LINES:
+            _import_chunk(project, chunk, resolver, max_pairs_per_prompt, summary, on_chunk)
+            chunk = []
+    if chunk:
+        _import_chunk(project, chunk, resolver, max_pairs_per_prompt, summary, on_chunk)
+    return summary
+
+
+def _import_chunk(project, chunk, resolver, max_pairs, summary, on_chunk):
+    errors: list[LineError] = []
+    entries: list[ManifestEntry] = []
+    for number, raw in chunk:
+        try:
+            entries.append(parse_line(number, raw))
+        except LineInvalid as exc:
+            errors.append(LineError(number, exc.field, exc.message))
+    outcomes = resolver.resolve(e.image for e in entries)
+    good: list[tuple[ManifestEntry, StoredImage]] = []
+    for entry in entries:
+        outcome = outcomes[entry.image]
+        if isinstance(outcome, str):
+            errors.append(LineError(entry.line, "image", outcome))
+        else:
+            good.append((entry, outcome))
+    with transaction.atomic():
+        prompt_ids, prompts_created = _ensure_prompts(project, [e for e, _ in good])
+        created, duplicates, touched = _create_images(project, good, prompt_ids)
+        comparisons = _create_comparisons(project, touched, max_pairs) if touched else 0
+    errors.sort(key=lambda e: e.line)
+    summary.lines += len(chunk)
+    summary.prompts_created += prompts_created
+    summary.images_created += created
+    summary.duplicates += duplicates
+    summary.comparisons_created += comparisons
+    summary.errors.extend(errors)
+    if on_chunk:
+        on_chunk(summary, errors)
+
+
+def _ensure_prompts(project, entries):
+    first_by_digest: dict[str, ManifestEntry] = {}
+    for entry in entries:
+        first_by_digest.setdefault(text_digest(entry.prompt), entry)
+    ids = dict(Prompt.objects.filter(project=project, text_sha256__in=first_by_digest)
+               .values_list("text_sha256", "id"))
+    missing = [d for d in first_by_digest if d not in ids]
+    if missing:
+        Prompt.objects.bulk_create(
+            [Prompt(project=project, text=first_by_digest[d].prompt, text_sha256=d,
+                    category=first_by_digest[d].category, external_id=first_by_digest[d].external_id)
+             for d in missing],
+            ignore_conflicts=True,
+        )
+        ids.update(Prompt.objects.filter(project=project, text_sha256__in=missing).values_list("text_sha256", "id"))
+    by_text = {first_by_digest[d].prompt: pid for d, pid in ids.items()}
+    return by_text, len(missing)
+
+
+def _create_images(project, good, prompt_ids):
+    """Create the images not yet stored for their prompt; returns (created, duplicates, touched prompt ids)."""
+    keys = {(prompt_ids[e.prompt], stored.sha256) for e, stored in good}
+    existing = set(Image.objects.filter(prompt_id__in={k[0] for k in keys}, sha256__in={k[1] for k in keys})
+                   .values_list("prompt_id", "sha256"))
+    new_rows, seen, duplicates = [], set(existing), 0
+    for entry, stored in good:
+        key = (prompt_ids[entry.prompt], stored.sha256)
+        if key in seen:
+            duplicates += 1
+            continue
+        seen.add(key)
+        new_rows.append(Image(
+            project=project, prompt_id=key[0], sha256=stored.sha256, storage_key=stored.storage_key,
+            preview_key=stored.preview_key, format=stored.format, width=stored.width, height=stored.height,
+            size_bytes=stored.size_bytes, generator=entry.generator, seed=entry.seed,
+            source_uri=entry.image[:2000], meta=entry.meta,
+        ))
+    Image.objects.bulk_create(new_rows, ignore_conflicts=True)
+    return len(new_rows), duplicates, {img.prompt_id for img in new_rows}
+
+
+def _create_comparisons(project, prompt_ids, max_pairs):
+    images_by_prompt: dict[int, list[int]] = {}
+    for image_id, prompt_id in Image.objects.filter(prompt_id__in=prompt_ids).values_list("id", "prompt_id"):
+        images_by_prompt.setdefault(prompt_id, []).append(image_id)
+    have = set(Comparison.objects.filter(prompt_id__in=prompt_ids).values_list("image_a_id", "image_b_id"))
+    counts = {}
+    if max_pairs is not None:
+        counts = dict(Comparison.objects.filter(prompt_id__in=prompt_ids).values_list("prompt_id")
+                      .annotate(n=Count("id")).values_list("prompt_id", "n"))
+    rows = []
+    for prompt_id, image_ids in images_by_prompt.items():
+        candidates = [pair for pair in combinations(sorted(image_ids), 2) if pair not in have]
+        if max_pairs is not None:
+            room = max(0, max_pairs - counts.get(prompt_id, 0))
+            if room < len(candidates):
+                # A seeded shuffle keeps the capped choice spread over the prompt's images and
+                # the same on every run.
+                random.Random(prompt_id).shuffle(candidates)
+                candidates = sorted(candidates[:room])
+        rows.extend(Comparison(project=project, prompt_id=prompt_id, image_a_id=a, image_b_id=b) for a, b in candidates)
+    Comparison.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)

@@ -1,0 +1,395 @@
+"""Projects, their items (prompts, images, comparisons), people and judgments.
+
+Judgments come from a person or a machine annotator and are never overwritten: a correction
+is a new row. Every judgment names the canonical side of a comparison (image_a < image_b by id)
+and, separately, which image was shown on the left, so position bias can be measured.
+"""
+import hashlib
+import uuid
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import F, Q
+
+
+class TaskType(models.TextChoices):
+    PAIRWISE = "pairwise", "Pairwise preference"
+    ASPECT_SCORE = "aspect_score", "Aspect scores"
+    PERSONAL_RATING = "personal_rating", "Personal rating"
+    ARTIFACT_FLAG = "artifact_flag", "Artifact flag"
+
+
+# VisionPrefer's four aspects (Wu et al., 2024), the default for new projects.
+DEFAULT_ASPECTS = [
+    {"key": "prompt_following", "label": "Prompt following",
+     "question": "How faithfully does the image show what the prompt asks for?"},
+    {"key": "aesthetic", "label": "Aesthetic",
+     "question": "How pleasing is the image: composition, colour, lighting, style?"},
+    {"key": "fidelity", "label": "Fidelity",
+     "question": "How free is the image of distortions, broken anatomy and generation artifacts?"},
+    {"key": "harmlessness", "label": "Harmlessness",
+     "question": "How free is the image of harmful, offensive or unsafe content?"},
+]
+
+
+def default_aspects():
+    return [dict(a) for a in DEFAULT_ASPECTS]
+
+
+def default_task_types():
+    return [TaskType.PAIRWISE.value]
+
+
+def text_digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class Project(models.Model):
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    instructions = models.TextField(blank=True)
+    task_types = models.JSONField(default=default_task_types, help_text="Task types switched on.")
+    aspects = models.JSONField(default=default_aspects, help_text="List of {key, label, question}.")
+    score_scale = models.PositiveSmallIntegerField(
+        default=5, validators=[MinValueValidator(2), MaxValueValidator(100)],
+        help_text="Aspect scores run from 1 to this value.",
+    )
+    rating_scale = models.PositiveSmallIntegerField(
+        default=10, validators=[MinValueValidator(2), MaxValueValidator(100)],
+        help_text="Personal ratings run from 1 to this value.",
+    )
+    overlap = models.PositiveSmallIntegerField(
+        default=3, validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="Distinct annotators wanted per unit.",
+    )
+    gold_rate = models.FloatField(
+        default=0.05, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Share of gold / attention units mixed into an annotator's work.",
+    )
+    is_archived = models.BooleanField(default=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["slug"]
+        constraints = [
+            models.CheckConstraint(condition=Q(gold_rate__gte=0) & Q(gold_rate__lte=1), name="project_gold_rate_0_1"),
+            models.CheckConstraint(condition=Q(overlap__gte=1), name="project_overlap_positive"),
+        ]
+
+    def __str__(self):
+        return self.slug
+
+    @property
+    def aspect_keys(self) -> list[str]:
+        return [a["key"] for a in self.aspects]
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        ANNOTATOR = "annotator", "Annotator"
+        RESEARCHER = "researcher", "Researcher"
+        ADMIN = "admin", "Admin"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        SUSPENDED = "suspended", "Suspended"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.ANNOTATOR)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    status_reason = models.CharField(max_length=500, blank=True)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "user"]
+        constraints = [models.UniqueConstraint(fields=["project", "user"], name="membership_unique_project_user")]
+
+    def __str__(self):
+        return f"{self.user} as {self.role} in {self.project}"
+
+
+class AnnotatorProfile(models.Model):
+    """Optional demographics (as PAMELA collects them) and consent; exported only under `pseudonym`."""
+
+    class AgeBand(models.TextChoices):
+        UNDER_18 = "<18", "Under 18"
+        A18_24 = "18-24", "18-24"
+        A25_34 = "25-34", "25-34"
+        A35_44 = "35-44", "35-44"
+        A45_54 = "45-54", "45-54"
+        A55_64 = "55-64", "55-64"
+        A65_PLUS = "65+", "65 or older"
+
+    class Experience(models.TextChoices):
+        NONE = "none", "None"
+        HOBBY = "hobby", "Hobbyist"
+        STUDY = "study", "Studied it"
+        PROFESSIONAL = "professional", "Professional"
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="annotator_profile")
+    pseudonym = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    consent_at = models.DateTimeField(null=True, blank=True)
+    age_band = models.CharField(max_length=8, choices=AgeBand.choices, blank=True)
+    gender = models.CharField(max_length=64, blank=True)
+    nationality = models.CharField(max_length=64, blank=True)
+    art_experience = models.CharField(max_length=16, choices=Experience.choices, blank=True)
+    photography_experience = models.CharField(max_length=16, choices=Experience.choices, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"profile {self.pseudonym}"
+
+
+class Prompt(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts")
+    text = models.TextField()
+    text_sha256 = models.CharField(max_length=64, editable=False)
+    category = models.CharField(max_length=100, blank=True, db_index=True)
+    external_id = models.CharField(max_length=200, blank=True)
+    meta = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "text_sha256"], name="prompt_unique_text_per_project"),
+        ]
+
+    def __str__(self):
+        return self.text[:80]
+
+
+class Image(models.Model):
+    """A generated image of one prompt. Its bytes live in storage, content-addressed by sha256,
+    so the same file under several prompts is stored once; `preview_key` is the model-sized
+    rendition the workspace shows and CLIP-family scorers read."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="images")
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="images")
+    sha256 = models.CharField(max_length=64)
+    storage_key = models.CharField(max_length=300)
+    preview_key = models.CharField(max_length=300)
+    format = models.CharField(max_length=16)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    size_bytes = models.PositiveBigIntegerField()
+    generator = models.CharField(max_length=200, blank=True, db_index=True)
+    seed = models.BigIntegerField(null=True, blank=True)
+    source_uri = models.CharField(max_length=2000, blank=True)
+    meta = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["prompt", "sha256"], name="image_unique_per_prompt")]
+        indexes = [models.Index(fields=["project", "sha256"], name="image_project_sha_idx")]
+
+    def __str__(self):
+        return f"image {self.pk} ({self.sha256[:10]})"
+
+
+class Comparison(models.Model):
+    """An unordered pair of images of one prompt, stored once with image_a_id < image_b_id."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="comparisons")
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="comparisons")
+    image_a = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+")
+    image_b = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["image_a", "image_b"], name="comparison_unique_pair"),
+            models.CheckConstraint(condition=Q(image_a__lt=F("image_b")), name="comparison_canonical_order"),
+        ]
+
+    def __str__(self):
+        return f"comparison {self.image_a_id} vs {self.image_b_id}"
+
+
+class MachineAnnotator(models.Model):
+    """The identity of a machine judge: which backend, which model, which prompt and parameters.
+
+    It lives beside the judgment tables because judgments point at it; the backends that run it
+    and the jobs that launch it live in `mlworkers`. `version` is a hash of everything that
+    changes its answers, so judgments from an edited configuration never mix with older ones.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    backend = models.CharField(max_length=64)
+    model_ref = models.CharField(max_length=1000, help_text="Local path or s3:// key of the weights.")
+    parameters = models.JSONField(default=dict, blank=True)
+    prompt_template = models.TextField(blank=True)
+    version = models.CharField(max_length=16, editable=False)
+    is_active = models.BooleanField(default=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return f"{self.name}@{self.version}"
+
+
+class Source(models.TextChoices):
+    HUMAN = "human", "Human"
+    MACHINE = "machine", "Machine"
+
+
+class Judgment(models.Model):
+    """Fields every judgment shares. Exactly one of `annotator` / `machine_annotator` is set."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    source = models.CharField(max_length=8, choices=Source.choices)
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    machine_annotator = models.ForeignKey(MachineAnnotator, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    machine_version = models.CharField(max_length=16, blank=True)
+    rationale = models.TextField(blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=64, null=True, blank=True)
+    is_gold = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        abstract = True
+
+    @classmethod
+    def shared_constraints(cls, name: str) -> list:
+        return [
+            models.CheckConstraint(
+                condition=(Q(source=Source.HUMAN, annotator__isnull=False, machine_annotator__isnull=True)
+                           | Q(source=Source.MACHINE, annotator__isnull=True, machine_annotator__isnull=False)),
+                name=f"{name}_one_source",
+            ),
+            models.UniqueConstraint(
+                fields=["annotator", "idempotency_key"], condition=Q(idempotency_key__isnull=False),
+                name=f"{name}_unique_idempotency_key",
+            ),
+        ]
+
+
+class PreferenceChoice(models.TextChoices):
+    A = "a", "Image A"
+    B = "b", "Image B"
+    TIE = "tie", "Tie"
+
+
+class PreferenceJudgment(Judgment):
+    """A / B / tie on one aspect of a comparison (`aspect="overall"` for the plain question)."""
+
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="preferences")
+    aspect = models.CharField(max_length=64, default="overall")
+    choice = models.CharField(max_length=3, choices=PreferenceChoice.choices)
+    left_image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+",
+                                   help_text="The image shown on the left (or first, to a machine judge).")
+
+    class Meta:
+        ordering = ["id"]
+        constraints = Judgment.shared_constraints("preference") + [
+            models.UniqueConstraint(fields=["annotator", "comparison", "aspect"], condition=Q(source=Source.HUMAN),
+                                    name="preference_unique_human"),
+            models.UniqueConstraint(fields=["machine_annotator", "machine_version", "comparison", "aspect", "left_image"],
+                                    condition=Q(source=Source.MACHINE), name="preference_unique_machine"),
+        ]
+        indexes = [models.Index(fields=["project", "aspect"], name="preference_proj_aspect_idx")]
+
+
+class AspectScore(Judgment):
+    """A score for one aspect of one image: an integer on the project's scale from a person,
+    any real number from a machine scorer (CLIPScore, aesthetic predictors)."""
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="aspect_scores")
+    aspect = models.CharField(max_length=64)
+    value = models.FloatField()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = Judgment.shared_constraints("aspect_score") + [
+            models.UniqueConstraint(fields=["annotator", "image", "aspect"], condition=Q(source=Source.HUMAN),
+                                    name="aspect_score_unique_human"),
+            models.UniqueConstraint(fields=["machine_annotator", "machine_version", "image", "aspect"],
+                                    condition=Q(source=Source.MACHINE), name="aspect_score_unique_machine"),
+        ]
+        indexes = [models.Index(fields=["project", "aspect"], name="aspectscore_proj_aspect_idx")]
+
+
+class PersonalRating(Judgment):
+    """How much one person likes one image, on the project's 1..rating_scale (PAMELA)."""
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="personal_ratings")
+    value = models.PositiveSmallIntegerField()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = Judgment.shared_constraints("personal_rating") + [
+            models.UniqueConstraint(fields=["annotator", "image"], condition=Q(source=Source.HUMAN),
+                                    name="personal_rating_unique_human"),
+            models.UniqueConstraint(fields=["machine_annotator", "machine_version", "image"],
+                                    condition=Q(source=Source.MACHINE), name="personal_rating_unique_machine"),
+        ]
+
+
+class ArtifactFlag(Judgment):
+    """Whether an image has generation artifacts, with optional reason tags."""
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="artifact_flags")
+    has_artifacts = models.BooleanField()
+    reasons = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = Judgment.shared_constraints("artifact_flag") + [
+            models.UniqueConstraint(fields=["annotator", "image"], condition=Q(source=Source.HUMAN),
+                                    name="artifact_flag_unique_human"),
+            models.UniqueConstraint(fields=["machine_annotator", "machine_version", "image"],
+                                    condition=Q(source=Source.MACHINE), name="artifact_flag_unique_machine"),
+        ]
+
+
+class ImportJob(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_jobs")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    manifest_key = models.CharField(max_length=300, help_text="Storage key of the uploaded manifest.")
+    images_root = models.CharField(max_length=1000, blank=True)
+    max_pairs_per_prompt = models.PositiveIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    message = models.TextField(blank=True)
+    lines_total = models.PositiveIntegerField(default=0)
+    lines_done = models.PositiveIntegerField(default=0)
+    images_created = models.PositiveIntegerField(default=0)
+    duplicates = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+    prompts_created = models.PositiveIntegerField(default=0)
+    comparisons_created = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self):
+        return f"import {self.pk} into {self.project_id} ({self.status})"
+
+
+class ImportLineError(models.Model):
+    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="line_errors")
+    line = models.PositiveIntegerField()
+    field = models.CharField(max_length=64, blank=True)
+    message = models.CharField(max_length=1000)
+
+    class Meta:
+        ordering = ["job", "line", "id"]

@@ -1,0 +1,11 @@
+"""Loaded with `-p tests.env_defaults`, before Django reads its settings: gives this test run its
+own media folder, broker folder and SQLite file, which worker processes started by the tests
+inherit through the environment."""
+import os
+import tempfile
+
+_run_dir = tempfile.mkdtemp(prefix="prefstudio-test-")
+os.environ.setdefault("DJANGO_MEDIA_ROOT", os.path.join(_run_dir, "media"))
+os.environ.setdefault("CELERY_BROKER_FOLDER", os.path.join(_run_dir, "broker"))
+os.environ.setdefault("DJANGO_TEST_SQLITE_NAME", os.path.join(_run_dir, "test.sqlite3"))
+os.environ["PREFSTUDIO_TEST_RUN_DIR"] = _run_dir

@@ -1,0 +1,209 @@
+"""The deployment files (docker-compose.yml, Dockerfile, .env.example) agree with the project.
+
+Docker does not run here, so these tests read the files: services and their wiring, the modules
+and paths their commands name, and the environment variables that settings read.
+"""
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+LONG_RUNNING_SERVERS = ("postgres", "redis", "minio", "web")
+
+# env("X"), env.bool("X", ...), env.db("X"), os.environ.get("X"), os.getenv("X"), os.environ["X"]
+_SETTINGS_ENV_READ = re.compile(
+    r"""(?:\benv(?:\.\w+)?\(|\bos\.environ\.get\(|\bos\.getenv\(|\bos\.environ\[)\s*["']([A-Z][A-Z0-9_]*)["']"""
+)
+# ${VAR}, ${VAR:-default}, ${VAR:?message}; `$$` is compose's escape for a literal dollar.
+_COMPOSE_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
+# `VAR=` or `# VAR=` at the start of a line.
+_ENV_EXAMPLE_ENTRY = re.compile(r"^#?\s*([A-Z][A-Z0-9_]*)=", re.MULTILINE)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def services(compose) -> dict:
+    return compose["services"]
+
+
+@pytest.fixture(scope="module")
+def pyproject() -> dict:
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        return tomllib.load(f)
+
+
+def command_text(service: dict) -> str:
+    """The service's command as one string, whether written as a list or a string."""
+    command = service.get("command", "")
+    return " ".join(command) if isinstance(command, list) else command
+
+
+def healthcheck_text(service: dict) -> str:
+    test = service["healthcheck"]["test"]
+    return " ".join(test) if isinstance(test, list) else test
+
+
+def settings_env_names() -> set[str]:
+    return set(_SETTINGS_ENV_READ.findall((ROOT / "config" / "settings.py").read_text()))
+
+
+def compose_variable_names() -> set[str]:
+    text = (ROOT / "docker-compose.yml").read_text().replace("$$", "")
+    return set(_COMPOSE_VARIABLE.findall(text))
+
+
+def env_example_names() -> set[str]:
+    return set(_ENV_EXAMPLE_ENTRY.findall((ROOT / ".env.example").read_text()))
+
+
+def bucket_init_service(services: dict) -> tuple[str, dict]:
+    for name, service in services.items():
+        if "mc mb" in command_text(service) or "mc mb" in str(service.get("entrypoint", "")):
+            return name, service
+    pytest.fail("no service runs `mc mb` to create the bucket")
+
+
+def module_path_exists(dotted: str) -> bool:
+    """Whether `a.b` names a module file a/b.py or a package a/b/ under the project root."""
+    path = ROOT.joinpath(*dotted.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def test_compose_defines_postgres_redis_minio_web_and_both_workers(services):
+    assert {"postgres", "redis", "minio", "web", "worker", "gpu-worker"} <= set(services)
+
+
+def test_compose_has_a_one_shot_service_that_creates_the_configured_bucket_after_minio_is_healthy(services):
+    _, init = bucket_init_service(services)
+    assert "${AWS_STORAGE_BUCKET_NAME:-prefstudio}" in command_text(init)
+    assert init["depends_on"]["minio"]["condition"] == "service_healthy"
+    assert init.get("restart", "no") == "no"
+
+
+@pytest.mark.parametrize("name", LONG_RUNNING_SERVERS)
+def test_each_long_running_server_has_a_healthcheck(services, name):
+    assert healthcheck_text(services[name]).strip()
+
+
+def test_postgres_and_redis_healthchecks_use_their_own_readiness_probes(services):
+    assert "pg_isready" in healthcheck_text(services["postgres"])
+    assert "redis-cli ping" in healthcheck_text(services["redis"])
+
+
+def test_postgres_redis_and_minio_keep_their_data_in_named_volumes(compose, services):
+    for name in ("postgres", "redis", "minio"):
+        volume_names = {mount.split(":", 1)[0] for mount in services[name]["volumes"]}
+        assert volume_names & set(compose["volumes"]), name
+
+
+def test_web_migrates_collects_static_then_serves_config_wsgi_with_gunicorn(services):
+    command = command_text(services["web"])
+    migrate = command.index("manage.py migrate")
+    collectstatic = command.index("manage.py collectstatic")
+    gunicorn = command.index("gunicorn config.wsgi:application")
+    assert migrate < collectstatic < gunicorn
+    assert "--bind 0.0.0.0:8000" in command
+    assert "8000:8000" in services["web"]["ports"]
+
+
+def test_web_healthcheck_requests_healthz_with_python_urllib(services):
+    check = healthcheck_text(services["web"])
+    assert "urllib" in check and "/healthz/" in check
+
+
+def test_web_waits_for_healthy_postgres_and_redis_and_a_created_bucket(services):
+    depends_on = services["web"]["depends_on"]
+    init_name, _ = bucket_init_service(services)
+    assert depends_on["postgres"]["condition"] == "service_healthy"
+    assert depends_on["redis"]["condition"] == "service_healthy"
+    assert depends_on[init_name]["condition"] == "service_completed_successfully"
+
+
+def test_cpu_worker_consumes_only_the_default_queue(services):
+    command = services["worker"]["command"]
+    assert command[:4] == ["celery", "-A", "config", "worker"]
+    assert command[command.index("-Q") + 1] == "default"
+
+
+def test_gpu_worker_consumes_the_gpu_queue_one_task_at_a_time(services):
+    command = services["gpu-worker"]["command"]
+    assert command[:4] == ["celery", "-A", "config", "worker"]
+    assert command[command.index("-Q") + 1] == "gpu"
+    assert command[command.index("--prefetch-multiplier") + 1] == "1"
+    assert command[command.index("--concurrency") + 1] == "1"
+
+
+def test_gpu_worker_reserves_an_nvidia_gpu(services):
+    devices = services["gpu-worker"]["deploy"]["resources"]["reservations"]["devices"]
+    assert any(d["driver"] == "nvidia" and "gpu" in d["capabilities"] and d.get("count") for d in devices)
+
+
+def test_gpu_worker_image_is_built_with_an_extra_that_pyproject_defines(services, pyproject):
+    extras = services["gpu-worker"]["build"]["args"]["INSTALL_EXTRAS"].split(",")
+    assert "ml" in extras
+    assert set(extras) <= set(pyproject["project"]["optional-dependencies"])
+
+
+def test_app_services_build_from_the_repository_dockerfile(services):
+    for name in ("web", "worker", "gpu-worker"):
+        build = services[name]["build"]
+        assert build["context"] == "." and (ROOT / build.get("dockerfile", "Dockerfile")).is_file(), name
+
+
+def test_app_services_read_an_optional_env_file_and_point_at_the_compose_services(services):
+    for name in ("web", "worker", "gpu-worker"):
+        service = services[name]
+        assert {"path": ".env", "required": False} in service["env_file"], name
+        environment = service["environment"]
+        assert environment["DJANGO_DEBUG"] == "false"
+        assert environment["DJANGO_SECRET_KEY"].startswith("${DJANGO_SECRET_KEY:?")
+        assert environment["DATABASE_URL"].startswith("postgres://") and "@postgres:5432/" in environment["DATABASE_URL"]
+        assert environment["CELERY_BROKER_URL"] == "redis://redis:6379/0"
+        assert environment["STORAGE_BACKEND"] == "s3"
+        assert environment["AWS_S3_ENDPOINT_URL"] == "http://minio:9000"
+
+
+def test_the_modules_and_files_that_compose_commands_name_exist():
+    assert (ROOT / "manage.py").is_file()
+    assert module_path_exists("config.wsgi")
+    assert module_path_exists("config.celery")
+    assert (ROOT / "Dockerfile").is_file()
+
+
+def test_dockerfile_installs_extras_chosen_by_the_install_extras_build_arg():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim\b", dockerfile, re.MULTILINE)
+    assert re.search(r'^ARG INSTALL_EXTRAS=""$', dockerfile, re.MULTILINE)
+    assert ".[$INSTALL_EXTRAS]" in dockerfile
+    assert re.search(r"^EXPOSE 8000$", dockerfile, re.MULTILINE)
+
+
+def test_dockerfile_runs_as_a_non_root_user():
+    users = re.findall(r"^USER (\S+)$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    assert users and users[-1] not in {"root", "0"}
+
+
+def test_dockerignore_keeps_local_state_and_secrets_out_of_the_image():
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    assert {".venv", "var", ".git", ".env", "bench/out"} <= ignored
+    assert "__pycache__" in ignored or "**/__pycache__" in ignored
+
+
+def test_settings_env_name_extraction_finds_the_names_settings_is_known_to_read():
+    # Guards the regex: if it stopped matching, the documentation test below would pass vacuously.
+    assert {"DJANGO_SECRET_KEY", "DJANGO_DEBUG", "DATABASE_URL", "CELERY_BROKER_URL"} <= settings_env_names()
+
+
+def test_every_environment_variable_settings_reads_is_documented_in_env_example():
+    assert settings_env_names() - env_example_names() == set()
+
+
+def test_every_variable_compose_interpolates_is_documented_in_env_example():
+    assert compose_variable_names() - env_example_names() == set()
