@@ -42,7 +42,10 @@ def storage_keys(sha256: str, image_format: str) -> tuple[str, str]:
 
 def check_and_store(data: bytes) -> StoredImage:
     """Validate `data` as a complete image within the configured limits, then store the
-    original and a preview (long side IMPORT_PREVIEW_LONG_SIDE). Raises ImageCheckError."""
+    original and a preview (long side IMPORT_PREVIEW_LONG_SIDE). Raises ImageCheckError.
+
+    Bytes whose original and preview are already in storage passed these checks when they
+    were written (keys are content addresses), so only the header is read again."""
     sha256 = hashlib.sha256(data).hexdigest()
     max_pixels = settings.IMPORT_MAX_PIXELS
     try:
@@ -57,6 +60,11 @@ def check_and_store(data: bytes) -> StoredImage:
                 if width * height > max_pixels:
                     raise ImageCheckError(f"image is {width}x{height} = {width * height} pixels, "
                                           f"over the {max_pixels}-pixel limit")
+                storage_key, preview_key = storage_keys(sha256, fmt)
+                stored = StoredImage(sha256=sha256, storage_key=storage_key, preview_key=preview_key, format=fmt,
+                                     width=width, height=height, size_bytes=len(data))
+                if default_storage.exists(preview_key) and default_storage.exists(storage_key):
+                    return stored
                 img.load()  # decodes everything: truncated or corrupt data fails here
                 preview = _preview_bytes(img)
     except ImageCheckError:
@@ -68,11 +76,10 @@ def check_and_store(data: bytes) -> StoredImage:
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageCheckError(f"image data is truncated or corrupt: {exc}") from None
 
-    storage_key, preview_key = storage_keys(sha256, fmt)
-    _save_once(storage_key, data)
+    # The preview goes first: an original without its preview is rewritten on the next try.
     _save_once(preview_key, preview)
-    return StoredImage(sha256=sha256, storage_key=storage_key, preview_key=preview_key, format=fmt,
-                       width=width, height=height, size_bytes=len(data))
+    _save_once(storage_key, data)
+    return stored
 
 
 def _preview_bytes(img: PILImage.Image) -> bytes:

@@ -19,11 +19,12 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Count
 
+from annotation.bulk import db_now, insert_new_rows, insert_rows
 from annotation.image_files import ImageCheckError, StoredImage, check_and_store
 from annotation.image_sources import ImageSourceError, SourcePolicy, read_image_source
 from annotation.models import Comparison, Image, Project, Prompt, text_digest
 
-CHUNK_LINES = 2000
+CHUNK_LINES = 5000
 READ_THREADS = 4
 _BIGINT = 2**63
 ALLOWED_KEYS = {"prompt", "image", "generator", "seed", "category", "meta", "external_id"}
@@ -199,12 +200,12 @@ def _import_chunk(project, chunk, resolver, max_pairs, summary, on_chunk):
         else:
             good.append((entry, outcome))
     with transaction.atomic():
-        prompt_ids, prompts_created = _ensure_prompts(project, [e for e, _ in good])
-        created, duplicates, touched = _create_images(project, good, prompt_ids)
-        comparisons = _create_comparisons(project, touched, max_pairs) if touched else 0
+        prompt_ids, new_prompts = _ensure_prompts(project, [e for e, _ in good])
+        created, duplicates, new_by_prompt = _create_images(project, good, prompt_ids)
+        comparisons = _create_comparisons(project, new_by_prompt, new_prompts, max_pairs) if new_by_prompt else 0
     errors.sort(key=lambda e: e.line)
     summary.lines += len(chunk)
-    summary.prompts_created += prompts_created
+    summary.prompts_created += len(new_prompts)
     summary.images_created += created
     summary.duplicates += duplicates
     summary.comparisons_created += comparisons
@@ -214,58 +215,65 @@ def _import_chunk(project, chunk, resolver, max_pairs, summary, on_chunk):
 
 
 def _ensure_prompts(project, entries):
+    """Ids of the entries' prompts by text, creating the missing ones; returns (ids, created ids)."""
     first_by_digest: dict[str, ManifestEntry] = {}
     for entry in entries:
         first_by_digest.setdefault(text_digest(entry.prompt), entry)
-    ids = dict(Prompt.objects.filter(project=project, text_sha256__in=first_by_digest)
-               .values_list("text_sha256", "id"))
-    missing = [d for d in first_by_digest if d not in ids]
-    if missing:
-        Prompt.objects.bulk_create(
-            [Prompt(project=project, text=first_by_digest[d].prompt, text_sha256=d,
-                    category=first_by_digest[d].category, external_id=first_by_digest[d].external_id)
-             for d in missing],
-            ignore_conflicts=True,
-        )
-        ids.update(Prompt.objects.filter(project=project, text_sha256__in=missing).values_list("text_sha256", "id"))
-    by_text = {first_by_digest[d].prompt: pid for d, pid in ids.items()}
-    return by_text, len(missing)
+    now = db_now()
+    created = insert_new_rows(
+        Prompt, ["project_id", "text", "text_sha256", "category", "external_id", "meta", "created_at"],
+        [(project.id, e.prompt, d, e.category, e.external_id, "{}", now) for d, e in first_by_digest.items()],
+        returning=["text_sha256", "id"],
+    )
+    ids = dict(created)
+    existing = [d for d in first_by_digest if d not in ids]
+    if existing:
+        ids.update(Prompt.objects.filter(project=project, text_sha256__in=existing).values_list("text_sha256", "id"))
+    return {first_by_digest[d].prompt: pid for d, pid in ids.items()}, {pid for _, pid in created}
 
 
 def _create_images(project, good, prompt_ids):
-    """Create the images not yet stored for their prompt; returns (created, duplicates, touched prompt ids)."""
-    keys = {(prompt_ids[e.prompt], stored.sha256) for e, stored in good}
-    existing = set(Image.objects.filter(prompt_id__in={k[0] for k in keys}, sha256__in={k[1] for k in keys})
-                   .values_list("prompt_id", "sha256"))
-    new_rows, seen, duplicates = [], set(existing), 0
+    """Create the images not yet stored for their prompt.
+
+    Returns (created, duplicates, {prompt id: ids of its new images})."""
+    now = db_now()
+    rows, seen = [], set()
     for entry, stored in good:
         key = (prompt_ids[entry.prompt], stored.sha256)
         if key in seen:
-            duplicates += 1
             continue
         seen.add(key)
-        new_rows.append(Image(
-            project=project, prompt_id=key[0], sha256=stored.sha256, storage_key=stored.storage_key,
-            preview_key=stored.preview_key, format=stored.format, width=stored.width, height=stored.height,
-            size_bytes=stored.size_bytes, generator=entry.generator, seed=entry.seed,
-            source_uri=entry.image[:2000], meta=entry.meta,
-        ))
-    Image.objects.bulk_create(new_rows, ignore_conflicts=True)
-    return len(new_rows), duplicates, {img.prompt_id for img in new_rows}
+        rows.append((project.id, key[0], stored.sha256, stored.storage_key, stored.preview_key, stored.format,
+                     stored.width, stored.height, stored.size_bytes, entry.generator, entry.seed,
+                     entry.image[:2000], json.dumps(entry.meta) if entry.meta else "{}", now))
+    inserted = insert_new_rows(
+        Image, ["project_id", "prompt_id", "sha256", "storage_key", "preview_key", "format", "width", "height",
+                "size_bytes", "generator", "seed", "source_uri", "meta", "created_at"],
+        rows, returning=["id", "prompt_id"],
+    )
+    new_by_prompt: dict[int, set[int]] = {}
+    for image_id, prompt_id in inserted:
+        new_by_prompt.setdefault(prompt_id, set()).add(image_id)
+    return len(inserted), len(good) - len(inserted), new_by_prompt
 
 
-def _create_comparisons(project, prompt_ids, max_pairs):
-    images_by_prompt: dict[int, list[int]] = {}
-    for image_id, prompt_id in Image.objects.filter(prompt_id__in=prompt_ids).values_list("id", "prompt_id"):
+def _create_comparisons(project, new_by_prompt, new_prompts, max_pairs):
+    """Pair each new image with every other image of its prompt (at most `max_pairs` per prompt).
+
+    A prompt created in this chunk has only new images, so only older prompts are looked up."""
+    images_by_prompt = {pid: sorted(ids) for pid, ids in new_by_prompt.items() if pid in new_prompts}
+    older = [pid for pid in new_by_prompt if pid not in new_prompts]
+    for image_id, prompt_id in Image.objects.filter(prompt_id__in=older).values_list("id", "prompt_id").order_by("id"):
         images_by_prompt.setdefault(prompt_id, []).append(image_id)
-    have = set(Comparison.objects.filter(prompt_id__in=prompt_ids).values_list("image_a_id", "image_b_id"))
     counts = {}
     if max_pairs is not None:
-        counts = dict(Comparison.objects.filter(prompt_id__in=prompt_ids).values_list("prompt_id")
+        counts = dict(Comparison.objects.filter(prompt_id__in=list(new_by_prompt)).values_list("prompt_id")
                       .annotate(n=Count("id")).values_list("prompt_id", "n"))
+    now = db_now()
     rows = []
     for prompt_id, image_ids in images_by_prompt.items():
-        candidates = [pair for pair in combinations(sorted(image_ids), 2) if pair not in have]
+        new = new_by_prompt[prompt_id]
+        candidates = [(a, b) for a, b in combinations(image_ids, 2) if a in new or b in new]
         if max_pairs is not None:
             room = max(0, max_pairs - counts.get(prompt_id, 0))
             if room < len(candidates):
@@ -273,6 +281,7 @@ def _create_comparisons(project, prompt_ids, max_pairs):
                 # the same on every run.
                 random.Random(prompt_id).shuffle(candidates)
                 candidates = sorted(candidates[:room])
-        rows.extend(Comparison(project=project, prompt_id=prompt_id, image_a_id=a, image_b_id=b) for a, b in candidates)
-    Comparison.objects.bulk_create(rows, ignore_conflicts=True)
-    return len(rows)
+        rows.extend((project.id, prompt_id, a, b, now) for a, b in candidates)
+    # Every pair holds an image inserted by this still-open transaction, so no other import can
+    # have stored it: plain inserts are safe, and faster than insert-or-skip.
+    return insert_rows(Comparison, ["project_id", "prompt_id", "image_a_id", "image_b_id", "created_at"], rows)

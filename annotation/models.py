@@ -146,10 +146,12 @@ class AnnotatorProfile(models.Model):
 
 
 class Prompt(models.Model):
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts")
+    # FK indexes that a composite index already leads with are left out (db_index=False): each
+    # costs every bulk import a write for nothing.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts", db_index=False)
     text = models.TextField()
     text_sha256 = models.CharField(max_length=64, editable=False)
-    category = models.CharField(max_length=100, blank=True, db_index=True)
+    category = models.CharField(max_length=100, blank=True)
     external_id = models.CharField(max_length=200, blank=True)
     meta = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -169,8 +171,8 @@ class Image(models.Model):
     so the same file under several prompts is stored once; `preview_key` is the model-sized
     rendition the workspace shows and CLIP-family scorers read."""
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="images")
-    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="images")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="images", db_index=False)
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="images", db_index=False)
     sha256 = models.CharField(max_length=64)
     storage_key = models.CharField(max_length=300)
     preview_key = models.CharField(max_length=300)
@@ -178,7 +180,7 @@ class Image(models.Model):
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
     size_bytes = models.PositiveBigIntegerField()
-    generator = models.CharField(max_length=200, blank=True, db_index=True)
+    generator = models.CharField(max_length=200, blank=True)
     seed = models.BigIntegerField(null=True, blank=True)
     source_uri = models.CharField(max_length=2000, blank=True)
     meta = models.JSONField(default=dict, blank=True)
@@ -198,7 +200,7 @@ class Comparison(models.Model):
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="comparisons")
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="comparisons")
-    image_a = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+")
+    image_a = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+", db_index=False)
     image_b = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -175,6 +175,10 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
     It may read images under pytest's temporary folders, as the tests' own settings allow."""
     env = dict(os.environ, DATABASE_URL=_database_url_for_workers(), PYTHONUNBUFFERED="1",
                IMPORT_LOCAL_ROOTS=str(tmp_path_factory.getbasetemp()))
+    # Messages left in a shared broker (Redis) by an earlier, interrupted run name rows that
+    # no longer exist, or worse, rows with reused ids: start from an empty queue.
+    subprocess.run([sys.executable, "-m", "celery", "-A", "config", "purge", "-f", "-Q", "default"],
+                   cwd=ROOT, env=env, check=True, capture_output=True, timeout=60)
     log_path = Path(os.environ["PREFSTUDIO_TEST_RUN_DIR"]) / "worker.log"
     log = open(log_path, "w")
     process = subprocess.Popen(

@@ -208,10 +208,12 @@ def test_url_over_the_size_limit_is_refused(project, images_dir, http_server, se
 
 
 def test_a_failed_write_leaves_nothing_of_its_chunk(project, images_dir, monkeypatch):
-    def fail(*args, **kwargs):
+    import annotation.importing as importing
+
+    def insert_failing(*args, **kwargs):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(Comparison.objects, "bulk_create", fail)
+    monkeypatch.setattr(importing, "insert_rows", insert_failing)  # the comparisons, written last
     with pytest.raises(RuntimeError):
         run_import(project, four_images(), images_dir)
 

@@ -1,0 +1,28 @@
+"""make bench: run every benchmark, each printing one JSON line per figure.
+
+Needs PostgreSQL (BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/prefstudio_bench);
+the database is dropped and recreated.
+"""
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+RUNS = [
+    # Two manifest lengths, so the memory figure shows whether it grows with the manifest.
+    ["import_bench.py", "--fresh-database", "--lines", "25000"],
+    ["import_bench.py", "--lines", "100000"],
+]
+
+
+def main() -> int:
+    failed = 0
+    for run in RUNS:
+        result = subprocess.run([sys.executable, str(HERE / run[0]), *run[1:]], cwd=HERE)
+        failed += result.returncode != 0
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
