@@ -74,7 +74,7 @@ class MachineAnnotatorAdmin(admin.ModelAdmin):
 
 class JudgmentAdmin(admin.ModelAdmin):
     list_filter = ["source", "project", "is_gold", "created_at"]
-    search_fields = ["annotator__username", "machine_annotator__name", "idempotency_key", "rationale"]
+    search_fields = ["annotator__username", "machine_annotator__name", "submission__idempotency_key", "rationale"]
     raw_id_fields = ["annotator", "machine_annotator"]
     date_hierarchy = "created_at"
 

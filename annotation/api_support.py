@@ -44,7 +44,8 @@ def exception_handler(exc, context):
         response.data = {"message": f"Invalid input: {_first_message(detail)}", "extra": {"fields": detail}}
     else:
         message = detail.get("detail") if isinstance(detail, dict) else detail
-        response.data = {"message": str(message), "extra": {"code": getattr(exc, "default_code", "error")}}
+        code = getattr(exc.detail, "code", None) or getattr(exc, "default_code", "error")
+        response.data = {"message": str(message), "extra": {"code": code}}
     return response
 
 

@@ -253,10 +253,12 @@ class Judgment(models.Model):
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     machine_annotator = models.ForeignKey(MachineAnnotator, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     machine_version = models.CharField(max_length=16, blank=True)
+    submission = models.ForeignKey("Submission", null=True, blank=True, on_delete=models.CASCADE, related_name="+",
+                                   help_text="The key press that stored it (people only); it holds the idempotency key.")
     rationale = models.TextField(blank=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
-    idempotency_key = models.CharField(max_length=64, null=True, blank=True)
     is_gold = models.BooleanField(default=False)
+    retracted_at = models.DateTimeField(null=True, blank=True, help_text="Set by undo; the row stays.")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
@@ -270,11 +272,11 @@ class Judgment(models.Model):
                            | Q(source=Source.MACHINE, annotator__isnull=True, machine_annotator__isnull=False)),
                 name=f"{name}_one_source",
             ),
-            models.UniqueConstraint(
-                fields=["annotator", "idempotency_key"], condition=Q(idempotency_key__isnull=False),
-                name=f"{name}_unique_idempotency_key",
-            ),
         ]
+
+
+# A person judges a unit (and aspect) once; an undone judgment keeps its row but frees the slot.
+LIVE_HUMAN = Q(source=Source.HUMAN, retracted_at__isnull=True)
 
 
 class PreferenceChoice(models.TextChoices):
@@ -295,7 +297,7 @@ class PreferenceJudgment(Judgment):
     class Meta:
         ordering = ["id"]
         constraints = Judgment.shared_constraints("preference") + [
-            models.UniqueConstraint(fields=["annotator", "comparison", "aspect"], condition=Q(source=Source.HUMAN),
+            models.UniqueConstraint(fields=["annotator", "comparison", "aspect"], condition=LIVE_HUMAN,
                                     name="preference_unique_human"),
             models.UniqueConstraint(fields=["machine_annotator", "machine_version", "comparison", "aspect", "left_image"],
                                     condition=Q(source=Source.MACHINE), name="preference_unique_machine"),
@@ -314,7 +316,7 @@ class AspectScore(Judgment):
     class Meta:
         ordering = ["id"]
         constraints = Judgment.shared_constraints("aspect_score") + [
-            models.UniqueConstraint(fields=["annotator", "image", "aspect"], condition=Q(source=Source.HUMAN),
+            models.UniqueConstraint(fields=["annotator", "image", "aspect"], condition=LIVE_HUMAN,
                                     name="aspect_score_unique_human"),
             models.UniqueConstraint(fields=["machine_annotator", "machine_version", "image", "aspect"],
                                     condition=Q(source=Source.MACHINE), name="aspect_score_unique_machine"),
@@ -331,7 +333,7 @@ class PersonalRating(Judgment):
     class Meta:
         ordering = ["id"]
         constraints = Judgment.shared_constraints("personal_rating") + [
-            models.UniqueConstraint(fields=["annotator", "image"], condition=Q(source=Source.HUMAN),
+            models.UniqueConstraint(fields=["annotator", "image"], condition=LIVE_HUMAN,
                                     name="personal_rating_unique_human"),
             models.UniqueConstraint(fields=["machine_annotator", "machine_version", "image"],
                                     condition=Q(source=Source.MACHINE), name="personal_rating_unique_machine"),
@@ -348,7 +350,7 @@ class ArtifactFlag(Judgment):
     class Meta:
         ordering = ["id"]
         constraints = Judgment.shared_constraints("artifact_flag") + [
-            models.UniqueConstraint(fields=["annotator", "image"], condition=Q(source=Source.HUMAN),
+            models.UniqueConstraint(fields=["annotator", "image"], condition=LIVE_HUMAN,
                                     name="artifact_flag_unique_human"),
             models.UniqueConstraint(fields=["machine_annotator", "machine_version", "image"],
                                     condition=Q(source=Source.MACHINE), name="artifact_flag_unique_machine"),
@@ -395,3 +397,110 @@ class ImportLineError(models.Model):
 
     class Meta:
         ordering = ["job", "line", "id"]
+
+
+# --- work: units, leases and key presses ------------------------------------------------------
+
+class WorkUnit(models.Model):
+    """One thing to judge under one task type: a comparison (pairwise) or an image (the rest).
+
+    `done` counts judgments, `leased` active leases, and `filled` is their sum, kept beside them
+    (under the row lock) so that picking the next unit is one index range scan: units still
+    below the overlap, fullest first, a prompt's units together.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_index=False)
+    task_type = models.CharField(max_length=16, choices=TaskType.choices)
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="+", db_index=False)
+    comparison = models.ForeignKey(Comparison, null=True, blank=True, on_delete=models.CASCADE, related_name="+",
+                                   db_index=False)
+    image = models.ForeignKey(Image, null=True, blank=True, on_delete=models.CASCADE, related_name="+", db_index=False)
+    is_gold = models.BooleanField(default=False, help_text="Gold / attention unit: mixed in, not bound by overlap.")
+    gold_answer = models.JSONField(null=True, blank=True)
+    done = models.PositiveIntegerField(default=0)
+    leased = models.PositiveIntegerField(default=0)
+    filled = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(task_type=TaskType.PAIRWISE, comparison__isnull=False, image__isnull=True)
+                           | (~Q(task_type=TaskType.PAIRWISE) & Q(comparison__isnull=True, image__isnull=False))),
+                name="workunit_subject_matches_task_type",
+            ),
+            models.CheckConstraint(condition=Q(filled=F("done") + F("leased")), name="workunit_filled_is_sum"),
+            models.UniqueConstraint(fields=["comparison", "task_type"], condition=Q(comparison__isnull=False),
+                                    name="workunit_unique_comparison"),
+            models.UniqueConstraint(fields=["image", "task_type"], condition=Q(image__isnull=False),
+                                    name="workunit_unique_image"),
+        ]
+        indexes = [
+            models.Index(F("project"), F("task_type"), F("filled").desc(), F("prompt"), F("id"),
+                         condition=Q(is_gold=False), name="workunit_pick_idx"),
+            models.Index(fields=["project", "task_type", "id"], condition=Q(is_gold=True), name="workunit_gold_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.task_type} unit {self.pk}"
+
+
+class Assignment(models.Model):
+    """A unit leased to one person until `expires_at`; never the same unit twice to one person."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Leased"
+        COMPLETED = "completed", "Judged"
+        SKIPPED = "skipped", "Skipped"
+        EXPIRED = "expired", "Lease expired"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_index=False)
+    unit = models.ForeignKey(WorkUnit, on_delete=models.CASCADE, related_name="assignments", db_index=False)
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    task_type = models.CharField(max_length=16, choices=TaskType.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    left_image = models.ForeignKey(Image, null=True, blank=True, on_delete=models.CASCADE, related_name="+",
+                                   help_text="Pairwise: the image shown on the left, chosen at random.")
+    leased_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["unit", "annotator"], name="assignment_once_per_person")]
+        indexes = [
+            models.Index(fields=["annotator", "project", "task_type", "status"], name="assignment_person_idx"),
+            models.Index(fields=["project", "expires_at"], condition=Q(status="active"), name="assignment_lease_idx"),
+        ]
+
+    def __str__(self):
+        return f"assignment {self.pk} ({self.status})"
+
+
+class Submission(models.Model):
+    """One key press of one person: a judgment (one row per aspect) or a skip. Its
+    idempotency key makes a retried POST store nothing new."""
+
+    class Kind(models.TextChoices):
+        JUDGED = "judged", "Judged"
+        SKIPPED = "skipped", "Skipped"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_index=False)
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+",
+                                  db_index=False)
+    assignment = models.ForeignKey(Assignment, on_delete=models.CASCADE, related_name="submissions")
+    idempotency_key = models.CharField(max_length=64)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    skip_reason = models.CharField(max_length=300, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    retracted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["annotator", "idempotency_key"],
+                                               name="submission_unique_idempotency_key")]
+        indexes = [models.Index(fields=["project", "annotator", "created_at"], name="submission_person_idx")]
+
+    def __str__(self):
+        return f"submission {self.idempotency_key} ({self.kind})"

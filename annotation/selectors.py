@@ -82,3 +82,83 @@ def judgment_list_for_user(*, user, project: Project, kind: str) -> QuerySet:
     if project_role(user=user, project=project) not in MANAGER_ROLES:
         judgments = judgments.filter(Q(annotator=user))
     return judgments
+
+
+# --- the workspace ------------------------------------------------------------------------
+
+def assignment_payloads(*, assignments) -> list[dict]:
+    """What the workspace shows for each lease: the prompt and its image(s), left first for pairs."""
+    from django.core.files.storage import default_storage
+
+    from annotation.models import Assignment
+
+    ids = [a.id for a in assignments]
+    rows = (Assignment.objects.filter(id__in=ids)
+            .select_related("unit__prompt", "unit__image", "unit__comparison__image_a", "unit__comparison__image_b"))
+    by_id = {a.id: a for a in rows}
+
+    def image(img):
+        return {"id": img.id, "preview_url": default_storage.url(img.preview_key),
+                "url": default_storage.url(img.storage_key), "width": img.width, "height": img.height}
+
+    payloads = []
+    for assignment_id in ids:
+        a = by_id[assignment_id]
+        unit = a.unit
+        if unit.comparison_id:
+            pair = [unit.comparison.image_a, unit.comparison.image_b]
+            images = pair if pair[0].id == a.left_image_id else pair[::-1]
+        else:
+            images = [unit.image]
+        payloads.append({"assignment": a.id, "unit": unit.id, "task_type": a.task_type, "expires_at": a.expires_at,
+                         "prompt": {"id": unit.prompt.id, "text": unit.prompt.text},
+                         "images": [image(i) for i in images]})
+    return payloads
+
+
+def work_progress(*, project: Project, annotator, task_type: str) -> dict:
+    """Today's and all-time counts of the person's live submissions, and the units still wanting
+    judgments that this person never had."""
+    from django.utils import timezone
+
+    from annotation.models import Assignment, Submission, WorkUnit
+
+    start_of_day = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    mine = Submission.objects.filter(project=project, annotator=annotator, retracted_at__isnull=True,
+                                     assignment__task_type=task_type, kind=Submission.Kind.JUDGED)
+    left = (WorkUnit.objects.filter(project=project, task_type=task_type, is_gold=False, done__lt=project.overlap)
+            .exclude(id__in=Assignment.objects.filter(annotator=annotator, project=project, task_type=task_type)
+                     .values("unit_id")))
+    return {"done_today": mine.filter(created_at__gte=start_of_day).count(), "done_total": mine.count(),
+            "left_in_project": left.count()}
+
+
+def project_progress(*, project: Project) -> dict:
+    """The researcher's view: units per task type, judgments per annotator, active leases."""
+    import statistics
+
+    from django.db.models import Count, Max, Q
+    from django.utils import timezone
+
+    from annotation.models import Assignment, Submission, WorkUnit
+
+    task_types = []
+    for task_type in project.task_types:
+        units = WorkUnit.objects.filter(project=project, task_type=task_type, is_gold=False)
+        counts = units.aggregate(total=Count("id"), complete=Count("id", filter=Q(done__gte=project.overlap)))
+        judged = Submission.objects.filter(project=project, assignment__task_type=task_type,
+                                           kind=Submission.Kind.JUDGED, retracted_at__isnull=True).count()
+        task_types.append({"task_type": task_type, "units_total": counts["total"],
+                           "units_complete": counts["complete"],
+                           "units_remaining": counts["total"] - counts["complete"], "judgments": judged})
+    live = Submission.objects.filter(project=project, kind=Submission.Kind.JUDGED, retracted_at__isnull=True)
+    annotators = []
+    for row in (live.values("annotator_id", "annotator__username")
+                .annotate(n=Count("id"), last=Max("created_at")).order_by("-n")):
+        latencies = list(live.filter(annotator_id=row["annotator_id"], latency_ms__isnull=False)
+                         .order_by("-id").values_list("latency_ms", flat=True)[:1000])
+        annotators.append({"username": row["annotator__username"], "judgments": row["n"],
+                           "median_ms": statistics.median(latencies) if latencies else None, "last_at": row["last"]})
+    active = Assignment.objects.filter(project=project, status=Assignment.Status.ACTIVE,
+                                       expires_at__gt=timezone.now()).count()
+    return {"task_types": task_types, "annotators": annotators, "active_leases": active}

@@ -10,6 +10,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
+from annotation.assignment import work_units_open
 from annotation.importing import ImportSummary, LineError, manifest_import
 from annotation.image_sources import SourcePolicy
 from annotation.models import ImportJob, ImportLineError, Membership, Project, TaskType
@@ -71,6 +72,8 @@ def project_update(*, project: Project, **fields) -> Project:
         setattr(project, name, value)
     project.full_clean()
     project.save()
+    if "task_types" in fields:
+        work_units_open(project=project)
     return project
 
 
@@ -148,6 +151,7 @@ def import_job_run(*, job: ImportJob) -> ImportJob:
         with default_storage.open(job.manifest_key, "rb") as manifest:
             summary = manifest_import(project=job.project, lines=manifest, policy=policy,
                                       max_pairs_per_prompt=job.max_pairs_per_prompt, on_chunk=on_chunk)
+        work_units_open(project=job.project)
     except Exception as exc:
         ImportJob.objects.filter(pk=job.pk).update(
             status=ImportJob.Status.FAILED, finished_at=timezone.now(), message=f"{exc.__class__.__name__}: {exc}"[:2000])
@@ -164,3 +168,21 @@ def _summary_fields(summary: ImportSummary) -> dict:
     return {"lines_done": summary.lines, "images_created": summary.images_created, "duplicates": summary.duplicates,
             "rejected": summary.rejected, "prompts_created": summary.prompts_created,
             "comparisons_created": summary.comparisons_created}
+
+
+@transaction.atomic
+def profile_update(*, user, consent: bool | None = None, **fields) -> "AnnotatorProfile":
+    """Save the person's optional demographics; consent is stamped the first time it is given
+    and cleared when withdrawn."""
+    from annotation.models import AnnotatorProfile
+
+    profile, _ = AnnotatorProfile.objects.select_for_update().get_or_create(user=user)
+    for name, value in fields.items():
+        setattr(profile, name, value)
+    if consent is True and profile.consent_at is None:
+        profile.consent_at = timezone.now()
+    elif consent is False:
+        profile.consent_at = None
+    profile.full_clean()
+    profile.save()
+    return profile

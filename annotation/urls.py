@@ -1,6 +1,6 @@
 from django.urls import path
 
-from annotation import api
+from annotation import api, api_work
 
 urlpatterns = [
     path("auth/token/", api.TokenObtainApi.as_view(), name="auth-token"),
@@ -18,6 +18,11 @@ urlpatterns = [
          name="personal-rating-list"),
     path("projects/<slug:slug>/judgments/artifact-flags/", api.ArtifactFlagListApi.as_view(),
          name="artifact-flag-list"),
+    path("projects/<slug:slug>/work/next/", api_work.WorkNextApi.as_view(), name="work-next"),
+    path("projects/<slug:slug>/work/submit/", api_work.WorkSubmitApi.as_view(), name="work-submit"),
+    path("projects/<slug:slug>/work/undo/", api_work.WorkUndoApi.as_view(), name="work-undo"),
+    path("projects/<slug:slug>/work/progress/", api_work.WorkProgressApi.as_view(), name="work-progress"),
+    path("me/profile/", api_work.MyProfileApi.as_view(), name="me-profile"),
     path("imports/<int:job_id>/", api.ImportJobDetailApi.as_view(), name="import-detail"),
     path("imports/<int:job_id>/errors/", api.ImportJobErrorListApi.as_view(), name="import-error-list"),
 ]

@@ -179,6 +179,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "TaskTypeEnum": "annotation.models.TaskType",
+        "ExperienceEnum": "annotation.models.AnnotatorProfile.Experience",
+    },
 }
 
 # --- production hardening (checked by `manage.py check --deploy`) -------------------------
@@ -198,3 +202,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("DJANGO_LOG_LEVEL", default="INFO")},
 }
+
+# --- annotator workspace ----------------------------------------------------------------
+WORK_LEASE_MINUTES = env.int("WORK_LEASE_MINUTES", default=30)
+WORK_UNDO_MINUTES = env.int("WORK_UNDO_MINUTES", default=30)

@@ -227,7 +227,7 @@ def test_command_prints_summary_with_rejected_lines(project, images_dir, capsys)
     call_command("import_items", "cats", str(manifest), "--images-root", str(images_dir))
 
     out = capsys.readouterr()
-    assert "6 lines: 4 images imported, 0 duplicates, 2 rejected; 1 new prompts, 6 new comparisons." in out.out
+    assert "6 lines: 4 images imported, 0 duplicates, 2 rejected; 1 new prompts, 6 new comparisons; 6 work units opened." in out.out
     assert "rejected line 5: not valid JSON" in out.out
     assert "rejected line 6 [image]: path '../x.png' is outside the images root" in out.out
     assert "import" in out.err  # the progress bar

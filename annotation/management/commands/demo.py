@@ -25,6 +25,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation import demo_art
+from annotation.assignment import work_units_open
 from annotation.image_sources import SourcePolicy
 from annotation.importing import manifest_import
 from annotation.models import Image, Membership, Project, TaskType, text_digest
@@ -76,6 +77,7 @@ class Command(BaseCommand):
         logins = self.seed_users()
         project = self.seed_project()
         self.seed_images(project)
+        work_units_open(project=project)
         base_url = f"http://{_client_host(host)}:{port}"
         self.print_banner(base_url, project, logins, serving=not no_serve)
         if no_serve:

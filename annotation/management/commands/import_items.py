@@ -5,6 +5,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from annotation.assignment import work_units_open
 from annotation.image_sources import SourcePolicy
 from annotation.importing import manifest_import
 from annotation.models import Project
@@ -52,10 +53,11 @@ class Command(BaseCommand):
                                                   desc="import", disable=no_progress, file=self.stderr) as bar:
             summary = manifest_import(project=project, lines=_CountingReader(handle, bar), policy=policy,
                                       max_pairs_per_prompt=max_pairs_per_prompt)
+        opened = work_units_open(project=project)
         self.stdout.write(
             f"{summary.lines} lines: {summary.images_created} images imported, {summary.duplicates} duplicates, "
             f"{summary.rejected} rejected; {summary.prompts_created} new prompts, "
-            f"{summary.comparisons_created} new comparisons."
+            f"{summary.comparisons_created} new comparisons; {opened} work units opened."
         )
         for error in summary.errors:
             self.stdout.write(f"  rejected {error}")

@@ -1,0 +1,179 @@
+"""The annotator workspace's API (docs/workspace-api.md): lease, submit, undo, progress, profile."""
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation import selectors
+from annotation.api_support import ErrorSerializer
+from annotation.assignment import assignments_lease_next
+from annotation.judging import submission_store, submission_undo_last
+from annotation.models import AnnotatorProfile, TaskType
+
+ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404)}
+
+
+class ImageRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    preview_url = serializers.CharField()
+    url = serializers.CharField()
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+
+
+class PromptRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    text = serializers.CharField()
+
+
+class LeasedUnitSerializer(serializers.Serializer):
+    assignment = serializers.IntegerField()
+    unit = serializers.IntegerField()
+    task_type = serializers.ChoiceField(choices=TaskType.choices)
+    expires_at = serializers.DateTimeField()
+    prompt = PromptRefSerializer()
+    images = ImageRefSerializer(many=True, help_text="Pairwise: [left, right] as shown; else one image.")
+
+
+class UnitsSerializer(serializers.Serializer):
+    units = LeasedUnitSerializer(many=True)
+    no_more_work = serializers.BooleanField()
+
+
+def _project_for_work(request, slug, task_type=None):
+    project = selectors.project_get_for_user(user=request.user, slug=slug)
+    if task_type is not None and task_type not in project.task_types:
+        raise ValidationError({"task_type": f"{task_type!r} is not switched on in this project "
+                                            f"(on: {', '.join(project.task_types)})"})
+    if task_type == TaskType.PERSONAL_RATING:
+        profile = AnnotatorProfile.objects.filter(user=request.user).first()
+        if profile is None or profile.consent_at is None:
+            raise PermissionDenied("Personal ratings need your consent first (see your profile).",
+                                   code="consent_required")
+    return project
+
+
+class WorkNextApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        task_type = serializers.ChoiceField(choices=TaskType.choices)
+        count = serializers.IntegerField(min_value=1, max_value=10, default=3)
+
+    @extend_schema(operation_id="work_next", request=InputSerializer, responses={200: UnitsSerializer, **ERRORS})
+    def post(self, request, slug):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        task_type = data.validated_data["task_type"]
+        project = _project_for_work(request, slug, task_type)
+        leased = assignments_lease_next(project=project, annotator=request.user, task_type=task_type,
+                                        count=data.validated_data["count"])
+        units = selectors.assignment_payloads(assignments=leased)
+        return Response(UnitsSerializer({"units": units, "no_more_work": not units}).data)
+
+
+class SubmitItemSerializer(serializers.Serializer):
+    """Documents the item; the service checks each item itself so one bad item rejects alone."""
+
+    idempotency_key = serializers.CharField(min_length=8, max_length=64)
+    assignment = serializers.IntegerField()
+    latency_ms = serializers.IntegerField(required=False, min_value=0)
+    choice = serializers.ChoiceField(choices=["left", "right", "tie"], required=False)
+    aspects = serializers.DictField(child=serializers.ChoiceField(choices=["left", "right", "tie"]), required=False)
+    scores = serializers.DictField(child=serializers.IntegerField(), required=False)
+    rationale = serializers.CharField(required=False, allow_blank=True, max_length=1000)
+    rating = serializers.IntegerField(required=False)
+    has_artifacts = serializers.BooleanField(required=False)
+    reasons = serializers.ListField(child=serializers.CharField(), required=False)
+    skip = serializers.BooleanField(required=False)
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=300)
+
+
+class SubmitResultSerializer(serializers.Serializer):
+    idempotency_key = serializers.CharField()
+    status = serializers.ChoiceField(choices=["stored", "duplicate", "rejected"])
+    message = serializers.CharField(allow_blank=True)
+
+
+class WorkSubmitApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        submissions = serializers.ListField(child=serializers.DictField(), min_length=1, max_length=50)
+
+    class OutputSerializer(serializers.Serializer):
+        results = SubmitResultSerializer(many=True)
+
+        class Meta:
+            ref_name = "WorkSubmitResults"
+
+    class RequestSchema(serializers.Serializer):
+        submissions = SubmitItemSerializer(many=True)
+
+    @extend_schema(operation_id="work_submit", request=RequestSchema, responses={200: OutputSerializer, **ERRORS})
+    def post(self, request, slug):
+        project = _project_for_work(request, slug)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        items = data.validated_data["submissions"]
+        outcomes = [submission_store(project=project, annotator=request.user, item=item) for item in items]
+        results = [{"idempotency_key": o.idempotency_key, "status": o.status, "message": o.message} for o in outcomes]
+        if len(outcomes) == 1 and outcomes[0].status == "rejected":
+            return Response({"message": f"Submission rejected: {outcomes[0].message}", "extra": {"results": results}},
+                            status=status.HTTP_400_BAD_REQUEST)
+        return Response({"results": results})
+
+
+class WorkUndoApi(APIView):
+    @extend_schema(operation_id="work_undo", request=None, responses={200: UnitsSerializer, **ERRORS})
+    def post(self, request, slug):
+        project = _project_for_work(request, slug)
+        assignment = submission_undo_last(project=project, annotator=request.user)
+        if assignment is None:
+            raise NotFound("Nothing to undo.")
+        units = selectors.assignment_payloads(assignments=[assignment])
+        return Response(UnitsSerializer({"units": units, "no_more_work": False}).data)
+
+
+class WorkProgressApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "WorkProgress"
+
+        done_today = serializers.IntegerField()
+        done_total = serializers.IntegerField()
+        left_in_project = serializers.IntegerField()
+
+    @extend_schema(operation_id="work_progress",
+                   parameters=[OpenApiParameter("task_type", str, enum=TaskType.values, required=True)],
+                   responses={200: OutputSerializer, **ERRORS})
+    def get(self, request, slug):
+        task_type = request.query_params.get("task_type", "")
+        if task_type not in TaskType.values:
+            raise ValidationError({"task_type": f"one of {', '.join(TaskType.values)}"})
+        project = selectors.project_get_for_user(user=request.user, slug=slug)
+        return Response(selectors.work_progress(project=project, annotator=request.user, task_type=task_type))
+
+
+class ProfileSerializer(serializers.ModelSerializer):
+    consent = serializers.BooleanField(write_only=True, required=False)
+
+    class Meta:
+        model = AnnotatorProfile
+        fields = ["consent", "consent_at", "age_band", "gender", "nationality", "art_experience",
+                  "photography_experience"]
+        read_only_fields = ["consent_at"]
+
+
+class MyProfileApi(APIView):
+    @extend_schema(operation_id="me_profile_retrieve", responses={200: ProfileSerializer, **ERRORS})
+    def get(self, request):
+        profile = AnnotatorProfile.objects.filter(user=request.user).first() or AnnotatorProfile(user=request.user)
+        return Response(ProfileSerializer(profile).data)
+
+    @extend_schema(operation_id="me_profile_update", request=ProfileSerializer,
+                   responses={200: ProfileSerializer, **ERRORS})
+    def put(self, request):
+        from annotation.services import profile_update
+
+        data = ProfileSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        profile = profile_update(user=request.user, **data.validated_data)
+        return Response(ProfileSerializer(profile).data)
