@@ -12,9 +12,11 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from annotation.assignment import _units_add, _units_locked, membership_for_work
+from annotation.assignment import _units_add, require_active
+from rest_framework.exceptions import PermissionDenied
+
 from annotation.models import (
-    ArtifactFlag, AspectScore, Assignment, PersonalRating, PreferenceJudgment, Project, Source, Submission, TaskType,
+    ArtifactFlag, AspectScore, Assignment, Membership, PersonalRating, PreferenceJudgment, Source, Submission, TaskType,
     WorkUnit,
 )
 
@@ -36,9 +38,10 @@ class SubmissionOutcome:
     submission: Submission | None = None
 
 
-def submission_store(*, project: Project, annotator, item: dict) -> SubmissionOutcome:
-    """Store one submission (see docs/workspace-api.md for the item's shape); never raises for
-    bad input, answering `rejected` with the reason instead."""
+def submission_store(*, membership: Membership, item: dict) -> SubmissionOutcome:
+    """Store one submission of `membership`'s person (see docs/workspace-api.md for the item's
+    shape); never raises for bad input, answering `rejected` with the reason instead."""
+    project, annotator = membership.project, membership.user
     key = item.get("idempotency_key", "")
     if not isinstance(key, str) or not 8 <= len(key) <= 64:
         return SubmissionOutcome(str(key)[:64], "rejected", "idempotency_key must be a string of 8 to 64 characters")
@@ -48,13 +51,13 @@ def submission_store(*, project: Project, annotator, item: dict) -> SubmissionOu
     if latency is not None and (isinstance(latency, bool) or not isinstance(latency, int) or not 0 <= latency < 2**31):
         return SubmissionOutcome(key, "rejected", "latency_ms must be a whole number of milliseconds")
     try:
+        require_active(membership)
         with transaction.atomic():
-            existing = Submission.objects.filter(annotator=annotator, idempotency_key=key).first()
-            if existing is not None:
-                return SubmissionOutcome(key, "duplicate", "already stored", existing)
             submission = _store(project, annotator, item)
-    except SubmissionRejected as exc:
-        return SubmissionOutcome(key, "rejected", str(exc))
+    except AlreadyStored as stored:
+        return SubmissionOutcome(key, "duplicate", "already stored", stored.submission)
+    except (SubmissionRejected, PermissionDenied) as exc:
+        return SubmissionOutcome(key, "rejected", str(exc.detail if isinstance(exc, PermissionDenied) else exc))
     except IntegrityError:
         # A concurrent retry of the same key won the race, or the unit was judged meanwhile.
         existing = Submission.objects.filter(annotator=annotator, idempotency_key=key).first()
@@ -64,18 +67,25 @@ def submission_store(*, project: Project, annotator, item: dict) -> SubmissionOu
     return SubmissionOutcome(key, "stored", "", submission)
 
 
+class AlreadyStored(Exception):
+    def __init__(self, submission: Submission):
+        self.submission = submission
+
+
 def _store(project, annotator, item) -> Submission:
-    membership_for_work(project=project, user=annotator)
     assignment = (Assignment.objects.select_for_update(of=("self",)).select_related("unit", "unit__comparison")
                   .filter(id=item.get("assignment"), annotator=annotator, project=project).first())
     if assignment is None:
         raise SubmissionRejected(f"unit {item.get('assignment')!r} is not one you hold in this project")
     if assignment.status in (Assignment.Status.COMPLETED, Assignment.Status.SKIPPED):
+        # Only here can the key have been stored before: the answer to a retried POST.
+        earlier = Submission.objects.filter(annotator=annotator, idempotency_key=item["idempotency_key"]).first()
+        if earlier is not None:
+            raise AlreadyStored(earlier)
         raise SubmissionRejected("you already answered this unit")
     unit = assignment.unit
     if assignment.status == Assignment.Status.EXPIRED:
-        _units_locked([unit.id])
-        unit.refresh_from_db(fields=["filled"])
+        unit = WorkUnit.objects.select_for_update().get(id=unit.id)
         if not unit.is_gold and unit.filled >= project.overlap:
             raise SubmissionRejected("your lease on this unit expired and others have filled it since")
         _units_add([unit.id], leased=1)
@@ -92,7 +102,6 @@ def _store(project, annotator, item) -> Submission:
     assignment.status = Assignment.Status.SKIPPED if skipping else Assignment.Status.COMPLETED
     assignment.finished_at = now
     assignment.save(update_fields=["status", "finished_at"])
-    _units_locked([unit.id])
     _units_add([unit.id], leased=-1, done=0 if skipping else 1)
     return submission
 
@@ -167,10 +176,11 @@ def _rationale(item) -> str:
 JUDGMENT_MODELS = (PreferenceJudgment, AspectScore, PersonalRating, ArtifactFlag)
 
 
-def submission_undo_last(*, project: Project, annotator) -> Assignment | None:
+def submission_undo_last(*, membership: Membership) -> Assignment | None:
     """Retract the person's latest live submission in the project (within WORK_UNDO_MINUTES) and
     lease its unit to them again; None when there is nothing to undo."""
-    membership_for_work(project=project, user=annotator)
+    require_active(membership)
+    project, annotator = membership.project, membership.user
     now = timezone.now()
     with transaction.atomic():
         submission = (Submission.objects.select_for_update()
@@ -188,6 +198,5 @@ def submission_undo_last(*, project: Project, annotator) -> Assignment | None:
         assignment.finished_at = None
         assignment.expires_at = now + timedelta(minutes=settings.WORK_LEASE_MINUTES)
         assignment.save(update_fields=["status", "finished_at", "expires_at"])
-        _units_locked([assignment.unit_id])
         _units_add([assignment.unit_id], leased=1, done=-1 if submission.kind == Submission.Kind.JUDGED else 0)
     return assignment

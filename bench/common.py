@@ -13,6 +13,11 @@ def setup_django(*, fresh_database: bool) -> None:
     """Point Django at BENCH_DATABASE_URL (PostgreSQL), optionally recreated empty, and migrate."""
     url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
     os.environ["DATABASE_URL"] = url
+    # Measure what production runs: no debug bookkeeping (query log, debug cursors).
+    os.environ.setdefault("DJANGO_DEBUG", "false")
+    os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key-not-used-anywhere-else-0123456789")
+    os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "false")
+    os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     sys.path.insert(0, str(ROOT))
     if fresh_database:

@@ -90,6 +90,8 @@ USE_I18N = True
 USE_TZ = True
 
 LOGIN_URL = "/admin/login/"
+# Sessions are read on every workspace request: keep them in the cache, backed by the database.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
 # --- static and media -------------------------------------------------------------------
 STATIC_URL = "static/"

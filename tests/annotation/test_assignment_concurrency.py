@@ -10,7 +10,7 @@ from django.db import connection
 
 from annotation.assignment import assignments_lease_next, work_units_open
 from annotation.judging import submission_store
-from annotation.models import Assignment, PreferenceJudgment, Submission, WorkUnit
+from annotation.models import Assignment, Membership, PreferenceJudgment, Submission, WorkUnit
 from annotation.services import project_update
 from tests.factories import ComparisonFactory, ImageFactory, MembershipFactory, PromptFactory, UserFactory
 
@@ -43,9 +43,10 @@ def test_fifty_concurrent_annotators_never_break_the_assignment_rules(postgres_o
 
     def work(user, seed):
         rng = random.Random(seed)
+        membership = Membership.objects.select_related("project", "user").get(user=user, project=project)
         try:
             while True:
-                leased = assignments_lease_next(project=project, annotator=user, task_type="pairwise",
+                leased = assignments_lease_next(membership=membership, task_type="pairwise",
                                                 count=rng.randint(1, 3))
                 if not leased:
                     return
@@ -53,9 +54,9 @@ def test_fifty_concurrent_annotators_never_break_the_assignment_rules(postgres_o
                     skip = rng.random() < 0.05
                     payload = {"idempotency_key": uuid.uuid4().hex, "assignment": assignment.id, "latency_ms": 900,
                                **({"skip": True, "reason": "unsure"} if skip else {"choice": rng.choice(["left", "right", "tie"])})}
-                    outcome = submission_store(project=project, annotator=user, item=payload)
+                    outcome = submission_store(membership=membership, item=payload)
                     if rng.random() < 0.1:  # a network retry of the same key
-                        retry = submission_store(project=project, annotator=user, item=payload)
+                        retry = submission_store(membership=membership, item=payload)
                         retries[retry.status] += 1
                     if outcome.status != "stored":
                         errors.append(f"{user.username}: {outcome.message}")
