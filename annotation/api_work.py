@@ -8,7 +8,7 @@ from rest_framework.views import APIView
 from annotation import selectors
 from annotation.api_support import ErrorSerializer
 from annotation.assignment import assignments_lease_next, require_active
-from annotation.judging import submission_store, submission_undo_last
+from annotation.judging import submission_undo_last, submissions_store
 from annotation.models import AnnotatorProfile, TaskType
 
 ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404)}
@@ -115,7 +115,7 @@ class WorkSubmitApi(APIView):
         membership = _membership_for_work(request, slug)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        outcomes = [submission_store(membership=membership, item=item) for item in data.validated_data["submissions"]]
+        outcomes = submissions_store(membership=membership, items=data.validated_data["submissions"])
         results = [{"idempotency_key": o.idempotency_key, "status": o.status, "message": o.message} for o in outcomes]
         if len(outcomes) == 1 and outcomes[0].status == "rejected":
             return Response({"message": f"Submission rejected: {outcomes[0].message}", "extra": {"results": results}},

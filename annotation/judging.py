@@ -12,9 +12,9 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from annotation.assignment import _units_add, require_active
 from rest_framework.exceptions import PermissionDenied
 
+from annotation.assignment import _units_add, require_active
 from annotation.models import (
     ArtifactFlag, AspectScore, Assignment, Membership, PersonalRating, PreferenceJudgment, Source, Submission, TaskType,
     WorkUnit,
@@ -39,10 +39,42 @@ class SubmissionOutcome:
 
 
 def submission_store(*, membership: Membership, item: dict) -> SubmissionOutcome:
-    """Store one submission of `membership`'s person (see docs/workspace-api.md for the item's
-    shape); never raises for bad input, answering `rejected` with the reason instead."""
-    project, annotator = membership.project, membership.user
-    key = item.get("idempotency_key", "")
+    """Store one submission; see `submissions_store`."""
+    return submissions_store(membership=membership, items=[item])[0]
+
+
+def submissions_store(*, membership: Membership, items: list[dict]) -> list[SubmissionOutcome]:
+    """Store a batch of one person's submissions (docs/workspace-api.md gives an item's shape),
+    answering each with stored / duplicate / rejected and the reason; never raises for bad input.
+
+    The batch is written set-wise in one transaction: its assignments are locked together, and
+    submissions, judgments and counters go in a few statements. Should a concurrent retry of a
+    key win a race (a unique violation), the batch is rolled back and its items are stored one
+    by one, so one item's trouble never costs its neighbours."""
+    outcomes: list[SubmissionOutcome | None] = [_shape_problem(item) for item in items]
+    try:
+        require_active(membership)
+    except PermissionDenied as exc:
+        return [o or SubmissionOutcome(item["idempotency_key"], "rejected", str(exc.detail))
+                for o, item in zip(outcomes, items)]
+    todo = [i for i, o in enumerate(outcomes) if o is None]
+    try:
+        with transaction.atomic():
+            _store_batch(membership, items, todo, outcomes)
+    except IntegrityError:
+        if len(todo) == 1:
+            key = items[todo[0]]["idempotency_key"]
+            earlier = Submission.objects.filter(annotator=membership.user, idempotency_key=key).first()
+            outcomes[todo[0]] = (SubmissionOutcome(key, "duplicate", "already stored", earlier) if earlier else
+                                 SubmissionOutcome(key, "rejected", "this unit was already judged by you"))
+        else:
+            for i in todo:
+                outcomes[i] = submissions_store(membership=membership, items=[items[i]])[0]
+    return outcomes
+
+
+def _shape_problem(item) -> SubmissionOutcome | None:
+    key = item.get("idempotency_key", "") if isinstance(item, dict) else ""
     if not isinstance(key, str) or not 8 <= len(key) <= 64:
         return SubmissionOutcome(str(key)[:64], "rejected", "idempotency_key must be a string of 8 to 64 characters")
     if not isinstance(item.get("assignment"), int) or isinstance(item.get("assignment"), bool):
@@ -50,65 +82,84 @@ def submission_store(*, membership: Membership, item: dict) -> SubmissionOutcome
     latency = item.get("latency_ms")
     if latency is not None and (isinstance(latency, bool) or not isinstance(latency, int) or not 0 <= latency < 2**31):
         return SubmissionOutcome(key, "rejected", "latency_ms must be a whole number of milliseconds")
-    try:
-        require_active(membership)
-        with transaction.atomic():
-            submission = _store(project, annotator, item)
-    except AlreadyStored as stored:
-        return SubmissionOutcome(key, "duplicate", "already stored", stored.submission)
-    except (SubmissionRejected, PermissionDenied) as exc:
-        return SubmissionOutcome(key, "rejected", str(exc.detail if isinstance(exc, PermissionDenied) else exc))
-    except IntegrityError:
-        # A concurrent retry of the same key won the race, or the unit was judged meanwhile.
-        existing = Submission.objects.filter(annotator=annotator, idempotency_key=key).first()
-        if existing is not None:
-            return SubmissionOutcome(key, "duplicate", "already stored", existing)
-        return SubmissionOutcome(key, "rejected", "this unit was already judged by you")
-    return SubmissionOutcome(key, "stored", "", submission)
+    return None
 
 
-class AlreadyStored(Exception):
-    def __init__(self, submission: Submission):
-        self.submission = submission
-
-
-def _store(project, annotator, item) -> Submission:
-    assignment = (Assignment.objects.select_for_update(of=("self",)).select_related("unit", "unit__comparison")
-                  .filter(id=item.get("assignment"), annotator=annotator, project=project).first())
-    if assignment is None:
-        raise SubmissionRejected(f"unit {item.get('assignment')!r} is not one you hold in this project")
-    if assignment.status in (Assignment.Status.COMPLETED, Assignment.Status.SKIPPED):
-        # Only here can the key have been stored before: the answer to a retried POST.
-        earlier = Submission.objects.filter(annotator=annotator, idempotency_key=item["idempotency_key"]).first()
-        if earlier is not None:
-            raise AlreadyStored(earlier)
-        raise SubmissionRejected("you already answered this unit")
-    unit = assignment.unit
-    if assignment.status == Assignment.Status.EXPIRED:
-        unit = WorkUnit.objects.select_for_update().get(id=unit.id)
-        if not unit.is_gold and unit.filled >= project.overlap:
-            raise SubmissionRejected("your lease on this unit expired and others have filled it since")
-        _units_add([unit.id], leased=1)
+def _store_batch(membership, items, todo, outcomes) -> None:
+    """Decide every item of `todo` and write the accepted ones; caller holds a transaction."""
+    project, annotator = membership.project, membership.user
+    assignments = {a.id: a for a in Assignment.objects.select_for_update(of=("self",))
+                   .select_related("unit", "unit__comparison")
+                   .filter(id__in={items[i]["assignment"] for i in todo}, annotator=annotator, project=project)
+                   .order_by("id")}
     now = timezone.now()
-    latency = item.get("latency_ms")
-    skipping = bool(item.get("skip"))
-    submission = Submission.objects.create(
-        project=project, annotator=annotator, assignment=assignment, idempotency_key=item["idempotency_key"],
-        kind=Submission.Kind.SKIPPED if skipping else Submission.Kind.JUDGED,
-        skip_reason=(item.get("reason") or "")[:SKIP_REASON_MAX_CHARS], latency_ms=latency,
-    )
-    if not skipping:
-        _create_judgments(project, annotator, assignment, unit, submission, item)
-    assignment.status = Assignment.Status.SKIPPED if skipping else Assignment.Status.COMPLETED
-    assignment.finished_at = now
-    assignment.save(update_fields=["status", "finished_at"])
-    _units_add([unit.id], leased=-1, done=0 if skipping else 1)
-    return submission
+    accepted: list[tuple[int, Submission, list]] = []
+    reactivated, keys_in_batch = [], set()
+    for i in todo:
+        item = items[i]
+        key = item["idempotency_key"]
+        try:
+            if key in keys_in_batch:
+                raise SubmissionRejected("the same idempotency_key appears twice in this batch")
+            assignment = assignments.get(item["assignment"])
+            if assignment is None:
+                raise SubmissionRejected(f"unit {item['assignment']!r} is not one you hold in this project")
+            if assignment.status in (Assignment.Status.COMPLETED, Assignment.Status.SKIPPED):
+                # Only here can the key have been stored before: the answer to a retried POST.
+                earlier = Submission.objects.filter(annotator=annotator, idempotency_key=key).first()
+                if earlier is not None:
+                    outcomes[i] = SubmissionOutcome(key, "duplicate", "already stored", earlier)
+                    continue
+                raise SubmissionRejected("you already answered this unit")
+            skipping = bool(item.get("skip"))
+            judgments = [] if skipping else _judgments_for(project, annotator, assignment, item)
+            if assignment.status == Assignment.Status.EXPIRED:
+                _reclaim_expired(project, assignment)
+                reactivated.append(assignment.unit_id)
+        except SubmissionRejected as exc:
+            outcomes[i] = SubmissionOutcome(key, "rejected", str(exc))
+            continue
+        keys_in_batch.add(key)
+        assignment.status = Assignment.Status.SKIPPED if skipping else Assignment.Status.COMPLETED
+        submission = Submission(project=project, annotator=annotator, assignment=assignment, idempotency_key=key,
+                                kind=Submission.Kind.SKIPPED if skipping else Submission.Kind.JUDGED,
+                                skip_reason=str(item.get("reason") or "")[:SKIP_REASON_MAX_CHARS],
+                                latency_ms=item.get("latency_ms"))
+        accepted.append((i, submission, judgments))
+    if not accepted:
+        return
+    Submission.objects.bulk_create([s for _, s, _ in accepted])
+    by_model: dict[type, list] = {}
+    for _, submission, judgments in accepted:
+        for judgment in judgments:
+            judgment.submission = submission
+            by_model.setdefault(type(judgment), []).append(judgment)
+    for model, rows in by_model.items():
+        model.objects.bulk_create(rows)
+    for kind, status in ((Submission.Kind.JUDGED, Assignment.Status.COMPLETED),
+                         (Submission.Kind.SKIPPED, Assignment.Status.SKIPPED)):
+        ids = [s.assignment_id for _, s, _ in accepted if s.kind == kind]
+        if ids:
+            Assignment.objects.filter(id__in=ids).update(status=status, finished_at=now)
+    _units_add(reactivated, leased=1)
+    _units_add([s.assignment.unit_id for _, s, _ in accepted if s.kind == Submission.Kind.JUDGED], leased=-1, done=1)
+    _units_add([s.assignment.unit_id for _, s, _ in accepted if s.kind == Submission.Kind.SKIPPED], leased=-1)
+    for i, submission, _ in accepted:
+        outcomes[i] = SubmissionOutcome(submission.idempotency_key, "stored", "", submission)
 
 
-def _create_judgments(project, annotator, assignment, unit: WorkUnit, submission, item) -> None:
-    common = dict(project=project, source=Source.HUMAN, annotator=annotator, submission=submission,
-                  latency_ms=item.get("latency_ms"), is_gold=unit.is_gold)
+def _reclaim_expired(project, assignment) -> None:
+    """An expired lease may still be answered while its unit has room (the unit gets locked)."""
+    unit = WorkUnit.objects.select_for_update().get(id=assignment.unit_id)
+    if not unit.is_gold and unit.filled >= project.overlap:
+        raise SubmissionRejected("your lease on this unit expired and others have filled it since")
+
+
+def _judgments_for(project, annotator, assignment, item) -> list:
+    """The unsaved judgment rows one answer makes (one per aspect for pairs and scores)."""
+    unit = assignment.unit
+    common = dict(project=project, source=Source.HUMAN, annotator=annotator, latency_ms=item.get("latency_ms"),
+                  is_gold=unit.is_gold)
     task_type = assignment.task_type
     if task_type == TaskType.PAIRWISE:
         comparison = unit.comparison
@@ -124,32 +175,28 @@ def _create_judgments(project, annotator, assignment, unit: WorkUnit, submission
             if key not in project.aspect_keys:
                 raise SubmissionRejected(f"unknown aspect {key!r}; this project's aspects: {', '.join(project.aspect_keys)}")
             choices[key] = _side(side, f"aspects.{key}")
-        PreferenceJudgment.objects.bulk_create([
-            PreferenceJudgment(comparison=comparison, aspect=aspect, choice=to_canonical[side], left_image_id=left,
-                               **common) for aspect, side in choices.items()])
-    elif task_type == TaskType.ASPECT_SCORE:
+        return [PreferenceJudgment(comparison=comparison, aspect=aspect, choice=to_canonical[side], left_image_id=left,
+                                   **common) for aspect, side in choices.items()]
+    if task_type == TaskType.ASPECT_SCORE:
         scores = item.get("scores")
         if not isinstance(scores, dict) or set(scores) != set(project.aspect_keys):
             raise SubmissionRejected(f"scores must give every aspect: {', '.join(project.aspect_keys)}")
         rationale = _rationale(item)
-        AspectScore.objects.bulk_create([
-            AspectScore(image_id=unit.image_id, aspect=key, rationale=rationale,
-                        value=_on_scale(value, project.score_scale, f"scores.{key}"), **common)
-            for key, value in scores.items()])
-    elif task_type == TaskType.PERSONAL_RATING:
-        PersonalRating.objects.create(image_id=unit.image_id, value=_on_scale(item.get("rating"), project.rating_scale,
-                                                                               "rating"), **common)
-    elif task_type == TaskType.ARTIFACT_FLAG:
-        has_artifacts = item.get("has_artifacts")
-        if not isinstance(has_artifacts, bool):
-            raise SubmissionRejected("has_artifacts must be true or false")
-        reasons = item.get("reasons") or []
-        if not isinstance(reasons, list) or any(r not in ARTIFACT_REASONS for r in reasons):
-            raise SubmissionRejected(f"reasons must come from: {', '.join(ARTIFACT_REASONS)}")
-        if reasons and not has_artifacts:
-            raise SubmissionRejected("reasons are only given for an image with artifacts")
-        ArtifactFlag.objects.create(image_id=unit.image_id, has_artifacts=has_artifacts,
-                                    reasons=sorted(set(reasons)), **common)
+        return [AspectScore(image_id=unit.image_id, aspect=key, rationale=rationale,
+                            value=_on_scale(value, project.score_scale, f"scores.{key}"), **common)
+                for key, value in scores.items()]
+    if task_type == TaskType.PERSONAL_RATING:
+        return [PersonalRating(image_id=unit.image_id, value=_on_scale(item.get("rating"), project.rating_scale,
+                                                                      "rating"), **common)]
+    has_artifacts = item.get("has_artifacts")
+    if not isinstance(has_artifacts, bool):
+        raise SubmissionRejected("has_artifacts must be true or false")
+    reasons = item.get("reasons") or []
+    if not isinstance(reasons, list) or any(r not in ARTIFACT_REASONS for r in reasons):
+        raise SubmissionRejected(f"reasons must come from: {', '.join(ARTIFACT_REASONS)}")
+    if reasons and not has_artifacts:
+        raise SubmissionRejected("reasons are only given for an image with artifacts")
+    return [ArtifactFlag(image_id=unit.image_id, has_artifacts=has_artifacts, reasons=sorted(set(reasons)), **common)]
 
 
 def _side(value, field) -> str:

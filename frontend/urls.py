@@ -1,7 +1,13 @@
+from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from frontend import views
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("accounts/login/", auth_views.LoginView.as_view(next_page="home", redirect_authenticated_user=True),
+         name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(next_page="login"), name="logout"),
+    path("work/<slug:slug>/<str:task_type>/", views.workspace, name="workspace"),
+    path("projects/<slug:slug>/progress/", views.project_progress, name="project-progress"),
 ]

@@ -1,9 +1,132 @@
-from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+"""Pages for people: home, the annotator workspace, a project's progress.
 
-from annotation.selectors import project_list_for_user
+Access is decided by `annotation.selectors`; these views only translate its API exceptions
+into the 404 / 403 pages a browser expects.
+"""
+import json
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from django.middleware.csrf import get_token
+from django.shortcuts import render
+from django.templatetags.static import static
+from django.urls import reverse
+from django.utils.safestring import mark_safe
+from rest_framework.exceptions import NotFound, PermissionDenied
+
+from annotation import selectors
+from annotation.judging import ARTIFACT_REASONS
+from annotation.models import AnnotatorProfile, TaskType
+
+# The workspace's ES modules import each other by relative path; the import map sends those
+# paths to the hashed file names that the manifest storage writes in production.
+WORKSPACE_MODULES = [
+    "api.js", "dom.js", "keys.js", "messages.js", "onboarding.js", "queue.js", "stage.js", "tasks.js", "units.js",
+    "workspace.js",
+]
+
+SKIP_REASONS = ["image did not load", "cannot judge", "prompt unclear", "offensive content"]
+
+
+def _project_or_404(user, slug: str, *, manage: bool = False):
+    try:
+        return selectors.project_get_for_user(user=user, slug=slug, manage=manage)
+    except NotFound:
+        raise Http404(f"No project {slug!r} that you can see.") from None
+    except PermissionDenied as exc:
+        raise DjangoPermissionDenied(str(exc.detail)) from None
+
+
+def _can_manage(user, project) -> bool:
+    return selectors.project_role(user=user, project=project) in selectors.MANAGER_ROLES
+
+
+def _key_for(n: int) -> str:
+    """The digit key that picks `n` on a scale: 1..9 themselves, 10 is `0`, larger ones have none."""
+    return str(n) if n < 10 else ("0" if n == 10 else "")
+
+
+def _has_consent(user) -> bool:
+    profile = getattr(user, "annotator_profile", None)  # a missing profile raises an AttributeError subclass
+    return bool(profile and profile.consent_at)
+
+
+def _import_map() -> str:
+    prefix = static("frontend/")
+    imports = {}
+    for name in WORKSPACE_MODULES:
+        hashed = static(f"frontend/{name}")
+        if hashed != prefix + name:
+            imports[prefix + name] = hashed
+    text = json.dumps({"imports": imports})
+    # Same escaping as json_script: the map sits inside a <script> element.
+    return mark_safe(text.replace("<", "\\u003C").replace(">", "\\u003E").replace("&", "\\u0026"))
 
 
 @login_required
 def home(request):
-    return render(request, "frontend/home.html", {"projects": project_list_for_user(user=request.user)})
+    projects = [
+        {
+            "project": project,
+            "task_types": [(t, TaskType(t).label) for t in project.task_types if t in TaskType.values],
+            "can_manage": _can_manage(request.user, project),
+        }
+        for project in selectors.project_list_for_user(user=request.user)
+    ]
+    return render(request, "frontend/home.html", {"projects": projects})
+
+
+@login_required
+def workspace(request, slug: str, task_type: str):
+    project = _project_or_404(request.user, slug)
+    if task_type not in project.task_types or task_type not in TaskType.values:
+        raise Http404(f"{task_type!r} is not switched on in project {slug!r}.")
+    config = {
+        "user": request.user.pk,
+        "slug": project.slug,
+        "task_type": task_type,
+        "aspects": project.aspects,
+        "score_scale": project.score_scale,
+        "rating_scale": project.rating_scale,
+        "instructions": project.instructions,
+        "api_base": f"/api/v1/projects/{project.slug}/work/",
+        "profile_url": "/api/v1/me/profile/",
+        "login_url": reverse("login"),
+        "artifact_reasons": ARTIFACT_REASONS,
+        "consent": _has_consent(request.user),
+        "csrf_token": get_token(request),
+    }
+    reasons = [{"key": r, "label": r.replace("_", " ").capitalize(), "hotkey": _key_for(i)}
+               for i, r in enumerate(ARTIFACT_REASONS, start=1)]
+    context = {
+        "project": project,
+        "task_type": task_type,
+        "task_label": TaskType(task_type).label,
+        "config": config,
+        "import_map": _import_map(),
+        "aspects": project.aspects,
+        "scores": [(n, _key_for(n)) for n in range(1, project.score_scale + 1)],
+        "ratings": [(n, _key_for(n)) for n in range(1, project.rating_scale + 1)],
+        "reasons": reasons,
+        "skip_reasons": SKIP_REASONS,
+        "age_bands": AnnotatorProfile.AgeBand.choices,
+        "experience": AnnotatorProfile.Experience.choices,
+        "can_manage": _can_manage(request.user, project),
+    }
+    return render(request, "frontend/workspace.html", context)
+
+
+@login_required
+def project_progress(request, slug: str):
+    project = _project_or_404(request.user, slug, manage=True)
+    progress = selectors.project_progress(project=project)
+    labels = dict(TaskType.choices)
+    task_types = [{**row, "label": labels.get(row["task_type"], row["task_type"])} for row in progress["task_types"]]
+    return render(request, "frontend/progress.html", {
+        "project": project,
+        "task_types": task_types,
+        "annotators": [{**row, "median_s": None if row["median_ms"] is None else row["median_ms"] / 1000}
+                       for row in progress["annotators"]],
+        "active_leases": progress["active_leases"],
+    })

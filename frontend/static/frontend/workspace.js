@@ -1,0 +1,413 @@
+// The annotator workspace: shows one leased unit at a time, turns each decisive key press into a
+// queued submission and paints the next (already preloaded) unit at once; the network catches up
+// in the background. Exposes `window.workspace` for tests and benchmarks, and marks
+// `keypress` / `unit-painted` in the performance timeline.
+
+import { get, post, setCsrfFallback } from "./api.js";
+import { byTestId, sleep, store } from "./dom.js";
+import { installKeys } from "./keys.js";
+import { say, showError, signInLink } from "./messages.js";
+import { createOnboarding } from "./onboarding.js";
+import { SubmissionQueue } from "./queue.js";
+import { createStage } from "./stage.js";
+import { createTaskView } from "./tasks.js";
+import { UnitBuffer } from "./units.js";
+
+const config = JSON.parse(document.getElementById("workspace-config").textContent);
+setCsrfFallback(config.csrf_token);
+
+const scope = `${config.user}:${config.slug}:${config.task_type}`;
+const prefsKey = `prefstudio:prefs:${config.user}:${config.slug}`;
+const prefs = {
+  get: (name) => store.get(prefsKey, {})[name],
+  set: (name, value) => store.set(prefsKey, { ...store.get(prefsKey, {}), [name]: value }),
+};
+
+const ui = {
+  root: byTestId("workspace"),
+  unit: byTestId("unit"),
+  loading: byTestId("loading"),
+  noWork: byTestId("no-work"),
+  checkAgain: byTestId("check-again"),
+  pending: byTestId("pending-count"),
+  sync: byTestId("sync-state"),
+  doneToday: byTestId("progress-done-today"),
+  left: byTestId("progress-left"),
+  undo: byTestId("undo"),
+  skip: byTestId("skip"),
+  skipForm: byTestId("skip-form"),
+  skipReason: byTestId("skip-reason"),
+  skipCancel: byTestId("skip-cancel"),
+  zoom: byTestId("zoom"),
+  help: byTestId("key-help"),
+  helpToggle: byTestId("help-toggle"),
+  instructions: byTestId("instructions"),
+  editProfile: byTestId("edit-profile"),
+};
+
+let mode = "loading"; // loading | unit | empty | onboarding | stopped
+let seekingWork = false;
+let undoing = false;
+let resolveReady;
+const ready = new Promise((resolve) => {
+  resolveReady = resolve;
+});
+
+// --- submissions ----------------------------------------------------------------------------
+
+function updateSync() {
+  ui.pending.textContent = String(queue.length);
+  let state = "saved";
+  let text = "All saved";
+  if (queue.retryAt) {
+    state = "retrying";
+    text = "Server unreachable: answers kept here, retrying";
+  } else if (queue.length) {
+    state = "sending";
+    text = "Sending…";
+  }
+  ui.root.dataset.sync = state;
+  if (ui.sync.textContent !== text) ui.sync.textContent = text;
+}
+
+const queue = new SubmissionQueue({
+  storageKey: `prefstudio:queue:${scope}`,
+  url: `${config.api_base}submit/`,
+  onChange: updateSync,
+  onSent(stored) {
+    if (stored) refreshProgressSoon();
+  },
+  onRejected(item, message) {
+    const prompt = item._unit?.prompt?.text || `unit ${item.assignment}`;
+    const short = prompt.length > 60 ? `${prompt.slice(0, 60)}…` : prompt;
+    showError(`Not saved: your answer for “${short}” was refused: ${message}`);
+  },
+  onTrouble(error) {
+    if (error?.status === 401) showError("You are signed out; your answers are kept here. ", signInLink(config.login_url));
+    else if (error?.status === 403) showError(`The server refused your answers: ${error.message}`);
+    else if (queue.failures === 1) say("Connection trouble: your answers are kept here and will be sent.");
+  },
+});
+
+function newKey() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  // crypto.randomUUID exists only on HTTPS and localhost; build the same v4 UUID elsewhere.
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  bytes[6] = (bytes[6] & 0x0f) | 0x40;
+  bytes[8] = (bytes[8] & 0x3f) | 0x80;
+  const hex = [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+/** Records the decision on the unit on screen and shows the next unit. */
+function decide(values) {
+  const unit = stage.shown;
+  if (mode !== "unit" || !unit) return;
+  queue.enqueue({
+    idempotency_key: newKey(),
+    assignment: unit.assignment,
+    latency_ms: stage.latencyMs(),
+    ...values,
+    _unit: unit, // stays in the browser: lets undo put an unsent answer's unit back
+  });
+  const next = buffer.advance();
+  if (next) show(next);
+  else seekWork();
+  topUp();
+}
+
+// --- units ----------------------------------------------------------------------------------
+
+const buffer = new UnitBuffer({
+  storageKey: `prefstudio:units:${scope}`,
+  url: `${config.api_base}next/`,
+  taskType: config.task_type,
+  answered: () => queue.assignments(),
+});
+
+const stage = createStage({
+  taskType: config.task_type,
+  onImageError() {
+    if (!prefs.get("skipReason")) ui.skipReason.value = "image did not load";
+  },
+});
+
+function setMode(next) {
+  mode = next;
+  ui.root.dataset.mode = next;
+  ui.root.setAttribute("aria-busy", next === "loading" ? "true" : "false");
+  ui.unit.hidden = next !== "unit";
+  ui.loading.hidden = next !== "loading";
+  ui.noWork.hidden = next !== "empty";
+  ui.skip.disabled = next !== "unit";
+  ui.zoom.disabled = next !== "unit";
+  ui.undo.disabled = next === "onboarding" || next === "stopped";
+  if (ui.editProfile) ui.editProfile.disabled = next === "onboarding";
+  if (next !== "unit") closeSkip();
+  if (next === "empty" || next === "onboarding" || next === "stopped") resolveReady();
+}
+
+function show(unit) {
+  closeSkip();
+  stage.paint(unit, resolveReady);
+  task.reset();
+  setMode("unit");
+}
+
+/** Leases more units in the background when few are left; never blocks the screen. */
+function topUp() {
+  if (mode === "onboarding" || mode === "stopped" || !buffer.hungry) return;
+  buffer.lease().catch(leaseFailed);
+}
+
+/** With nothing on screen: lease until a unit comes, or until the project has none left. */
+async function seekWork() {
+  if (seekingWork) return;
+  seekingWork = true;
+  setMode("loading");
+  let failures = 0;
+  try {
+    while (!buffer.current) {
+      let noMoreWork;
+      try {
+        ({ noMoreWork } = await buffer.lease());
+        failures = 0;
+      } catch (error) {
+        if (leaseFailed(error)) return;
+        failures += 1;
+        await sleep(Math.min(10_000, 500 * 2 ** failures));
+        continue;
+      }
+      if (buffer.current) break;
+      if (queue.length) {
+        await queue.drain(); // held units may be answers still on their way to the server
+      } else if (noMoreWork) {
+        setMode("empty");
+        refreshProgressSoon(0);
+        return;
+      } else {
+        say("Every unit left is in someone else's hands right now; looking again in a few seconds.");
+        await sleep(5_000);
+      }
+    }
+    if (mode !== "onboarding" && buffer.current !== stage.shown) show(buffer.current);
+    else if (mode === "loading") setMode("unit");
+  } finally {
+    seekingWork = false;
+  }
+}
+
+/** Handles a failed lease; true when retrying cannot help (the page shows why). */
+function leaseFailed(error) {
+  const consent = error.code === "consent_required" || (error.status === 403 && /consent/i.test(error.message));
+  if (config.task_type === "personal_rating" && consent) {
+    openOnboarding(false);
+    return true;
+  }
+  if (error.status === 401) {
+    showError("You are signed out. ", signInLink(config.login_url));
+    return false; // keeps trying: signing in from another tab lets this page go on
+  }
+  if (!error.retryable) {
+    showError(`No work could be leased: ${error.message}`);
+    if (!buffer.current) setMode("stopped");
+    return true;
+  }
+  say("Cannot reach the server; trying again.");
+  return false;
+}
+
+function restore(unit) {
+  buffer.putBack(unit);
+  show(unit);
+}
+
+/** Takes back the newest answer: from the queue if it was not sent yet, else through the API. */
+async function undo() {
+  if (undoing || mode === "onboarding") return;
+  const item = queue.takeBackLast();
+  if (item?._unit) {
+    restore(item._unit);
+    say("Undone: your last answer was never sent. Answer this unit again.");
+    return;
+  }
+  undoing = true;
+  say("Undoing…");
+  try {
+    const drained = await Promise.race([queue.drain().then(() => true), sleep(10_000).then(() => false)]);
+    if (!drained) throw new Error("your earlier answers are still waiting to be sent");
+    const data = await post(`${config.api_base}undo/`, {});
+    const unit = data?.units?.[0];
+    if (unit && unit.task_type === config.task_type) {
+      restore(unit);
+      say("Undone. Answer this unit again.");
+    } else {
+      say("Undone: your last answer in this project was on another task page.");
+    }
+  } catch (error) {
+    if (error.status === 404) say("Nothing to undo.");
+    else showError(`Undo failed: ${error.message}`);
+  } finally {
+    undoing = false;
+    refreshProgressSoon(0);
+  }
+}
+
+// --- progress -------------------------------------------------------------------------------
+
+let progressTimer = null;
+
+function refreshProgressSoon(delay = 500) {
+  clearTimeout(progressTimer);
+  progressTimer = setTimeout(refreshProgress, delay);
+}
+
+async function refreshProgress() {
+  try {
+    const progress = await get(`${config.api_base}progress/?task_type=${encodeURIComponent(config.task_type)}`);
+    ui.doneToday.textContent = String(progress.done_today);
+    ui.left.textContent = String(progress.left_in_project);
+  } catch {
+    // The figures stay as they were; they are refreshed after the next acknowledged batch.
+  }
+}
+
+// --- tools: skip, help, instructions, profile ------------------------------------------------
+
+function openSkip() {
+  ui.skipForm.hidden = false;
+  ui.skip.setAttribute("aria-expanded", "true");
+  ui.skipReason.value = ui.skipReason.value || prefs.get("skipReason") || "cannot judge";
+  ui.skipReason.focus();
+  ui.skipReason.select();
+}
+
+function closeSkip() {
+  const hadFocus = ui.skipForm.contains(document.activeElement);
+  ui.skipForm.hidden = true;
+  ui.skip.setAttribute("aria-expanded", "false");
+  if (hadFocus) document.activeElement.blur();
+}
+
+function confirmSkip(event) {
+  event.preventDefault();
+  const reason = ui.skipReason.value.trim();
+  if (reason) prefs.set("skipReason", reason);
+  closeSkip();
+  ui.skipReason.value = "";
+  decide({ skip: true, reason });
+}
+
+function toggleHelp(open = ui.help.hidden) {
+  ui.help.hidden = !open;
+  ui.helpToggle.setAttribute("aria-expanded", String(open));
+}
+
+function toggleInstructions() {
+  if (!ui.instructions.hidden) ui.instructions.open = !ui.instructions.open;
+}
+
+const onboarding =
+  config.task_type === "personal_rating"
+    ? createOnboarding({ profileUrl: config.profile_url, onSaved: resume, onCancel: resume })
+    : null;
+
+function openOnboarding(editing) {
+  setMode("onboarding");
+  onboarding.open({ editing });
+}
+
+function resume() {
+  config.consent = true;
+  if (buffer.current) show(buffer.current);
+  else seekWork();
+  topUp();
+}
+
+// --- keyboard -------------------------------------------------------------------------------
+
+function dispatch(key, event) {
+  if (key === "?") {
+    toggleHelp();
+    return true;
+  }
+  if (key === "Escape" && !ui.help.hidden) {
+    toggleHelp(false);
+    return true;
+  }
+  if (mode === "onboarding") return false;
+  if (key === "i") {
+    toggleInstructions();
+    return true;
+  }
+  if (key === "u") {
+    undo();
+    return true;
+  }
+  if (mode !== "unit") return false;
+  if (key === "s") {
+    openSkip();
+    return true;
+  }
+  if (key === "z") {
+    stage.toggleZoom();
+    return true;
+  }
+  return task.onKey(key, event);
+}
+
+function escapeField(target) {
+  if (ui.skipForm.contains(target)) closeSkip();
+  else target.blur();
+}
+
+// --- start ----------------------------------------------------------------------------------
+
+const task = createTaskView(config, { submit: decide, say, prefs });
+
+function bind() {
+  installKeys(dispatch, escapeField);
+  ui.undo.addEventListener("click", undo);
+  ui.skip.addEventListener("click", () => (ui.skipForm.hidden ? openSkip() : closeSkip()));
+  ui.skipForm.addEventListener("submit", confirmSkip);
+  ui.skipCancel.addEventListener("click", closeSkip);
+  ui.zoom.addEventListener("click", () => stage.toggleZoom());
+  ui.helpToggle.addEventListener("click", () => toggleHelp());
+  ui.checkAgain.addEventListener("click", () => {
+    buffer.noMoreWork = false;
+    buffer.dryUntil = 0;
+    seekWork();
+  });
+  ui.editProfile?.addEventListener("click", () => openOnboarding(true));
+  if (config.instructions && !prefs.get("seenInstructions")) {
+    ui.instructions.open = true; // once per project: the first visit starts with them open
+    prefs.set("seenInstructions", true);
+  }
+}
+
+async function start() {
+  bind();
+  updateSync();
+  refreshProgress();
+  if (onboarding && !config.consent) {
+    openOnboarding(false);
+    queue.sendNow();
+    return;
+  }
+  buffer.restore();
+  if (buffer.current) show(buffer.current); // resume at the unit shown before the reload
+  await queue.sendNow(); // answers an earlier visit left unsent go before anything else
+  if (!buffer.current) seekWork();
+  else topUp();
+}
+
+window.workspace = {
+  ready,
+  queueLength: () => queue.length,
+  currentUnit: () => (mode === "unit" ? stage.shown : null),
+  bufferedUnits: () => buffer.length,
+  /** Resolves when every queued submission has been acknowledged (or refused). */
+  flush: () => queue.drain(),
+};
+
+start();
