@@ -149,8 +149,10 @@ def assignment_payloads(*, assignments) -> list[dict]:
         else:
             a, b = image(row[12:17]), image(row[17:22])
             images = [a, b] if a["id"] == left_image_id else [b, a]
-        if isinstance(expires_at, str):  # SQLite hands back naive UTC text
-            expires_at = datetime.fromisoformat(expires_at).replace(tzinfo=dt_timezone.utc)
+        if isinstance(expires_at, str):  # SQLite hands back naive UTC, as text or datetime
+            expires_at = datetime.fromisoformat(expires_at)
+        if expires_at.tzinfo is None:
+            expires_at = expires_at.replace(tzinfo=dt_timezone.utc)
         payloads.append({"assignment": assignment_id, "unit": unit_id, "task_type": task_type,
                          "expires_at": expires_at, "prompt": {"id": prompt_id, "text": prompt_text}, "images": images})
     return payloads

@@ -1,8 +1,9 @@
 """50 simulated annotators at once against PostgreSQL, through Django's request stack: judgments
 per second on this machine's cores, and the assignment rules checked afterwards.
 
-Each annotator behaves as the workspace does: lease a few units, answer each with one
-submission (the page batches what queued up while a request was in flight, here up to 5).
+Each annotator behaves as the workspace does: lease a few units (5), then send the answers
+(`--submit-batch`: 5 in one request, as the page does with what queued up while a request was
+in flight; 1 for one request per key press).
 """
 import argparse
 import multiprocessing
@@ -16,7 +17,7 @@ from common import report, setup_django
 ANNOTATORS = 50
 
 
-def annotator_process(slug, usernames, batch, queue):
+def annotator_process(slug, usernames, batch, submit_batch, queue):
     setup_django(fresh_database=False)
     from django.db import connection
     from django.test import Client
@@ -36,9 +37,11 @@ def annotator_process(slug, usernames, batch, queue):
                 break
             submissions = [{"idempotency_key": uuid.uuid4().hex, "assignment": u["assignment"], "choice": "left",
                             "latency_ms": 900} for u in units]
-            response = client.post(f"/api/v1/projects/{slug}/work/submit/", {"submissions": submissions},
-                                   content_type="application/json")
-            count += sum(r["status"] == "stored" for r in response.json()["results"])
+            for start in range(0, len(submissions), submit_batch):
+                response = client.post(f"/api/v1/projects/{slug}/work/submit/",
+                                       {"submissions": submissions[start:start + submit_batch]},
+                                       content_type="application/json")
+                count += sum(r["status"] == "stored" for r in response.json()["results"])
         done.append(count)
         connection.close()
 
@@ -54,7 +57,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--comparisons", type=int, default=6000)
     parser.add_argument("--processes", type=int, default=4)
-    parser.add_argument("--batch", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=5, help="units leased per work/next call")
+    parser.add_argument("--submit-batch", type=int, default=5, help="submissions per work/submit call")
     args = parser.parse_args()
     setup_django(fresh_database=True)
     from collections import Counter
@@ -74,7 +78,7 @@ def main():
 
     queue = multiprocessing.Queue()
     groups = [names[i::args.processes] for i in range(args.processes)]
-    procs = [multiprocessing.Process(target=annotator_process, args=(project.slug, g, args.batch, queue)) for g in groups]
+    procs = [multiprocessing.Process(target=annotator_process, args=(project.slug, g, args.batch, args.submit_batch, queue)) for g in groups]
     started = time.perf_counter()
     for p in procs:
         p.start()
@@ -91,7 +95,8 @@ def main():
     violations += sum(1 for n in pairs.values() if n > 1)
     violations += sum(1 for _, done, _, _ in units if done != overlap)  # lost units
     violations += abs(PreferenceJudgment.objects.filter(project=project).count() - stored)
-    context = {"annotators": ANNOTATORS, "processes": args.processes, "batch": args.batch,
+    context = {"annotators": ANNOTATORS, "processes": args.processes, "lease_batch": args.batch,
+               "submit_batch": args.submit_batch,
                "judgments": stored, "cores": os.cpu_count(), "database": "postgresql"}
     report("crowd_judgments_per_second", stored / elapsed, "judgments/s", target=">= 500", **context)
     report("crowd_rule_violations", violations, "count", target="0", **context)

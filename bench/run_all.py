@@ -13,6 +13,10 @@ RUNS = [
     # Two manifest lengths, so the memory figure shows whether it grows with the manifest.
     ["import_bench.py", "--fresh-database", "--lines", "25000"],
     ["import_bench.py", "--lines", "100000"],
+    ["annotator_loop_bench.py", "--sizes", "10000,1000000"],
+    ["crowd_bench.py"],
+    ["crowd_bench.py", "--submit-batch", "1"],
+    ["browser_paint_bench.py"],
 ]
 
 

@@ -30,6 +30,9 @@ export class UnitBuffer {
     this.fetching = null;
     this.dryUntil = 0;
     this.noMoreWork = false;
+    // Assignments that left the screen with an answer in this page's life. A lease answer may
+    // have been built before the server saw that answer, so it can still list them as held.
+    this.retired = new Set();
   }
 
   /** Loads the units saved by an earlier visit, minus expired ones and ones already answered. */
@@ -54,7 +57,8 @@ export class UnitBuffer {
 
   /** Drops the unit on screen and returns the next one (or null). */
   advance() {
-    this.units.shift();
+    const left = this.units.shift();
+    if (left) this.retired.add(left.assignment);
     this.#save();
     this.#preload();
     return this.current;
@@ -62,6 +66,7 @@ export class UnitBuffer {
 
   /** Puts `unit` back on screen (undo), in front of the others. */
   putBack(unit) {
+    this.retired.delete(unit.assignment);
     this.units = [unit, ...this.units.filter((other) => other.assignment !== unit.assignment)];
     this.noMoreWork = false;
     this.dryUntil = 0;
@@ -94,10 +99,12 @@ export class UnitBuffer {
     const wanted = Math.max(EXTRA_PER_LEASE, FULL - this.units.length);
     const count = Math.min(MAX_LEASE, this.units.length + answered.size + wanted);
     const data = await post(this.url, { task_type: this.taskType, count });
+    // Read again after the wait: keys pressed meanwhile answered some of what the server lists.
+    const done = new Set([...this.answered(), ...this.retired]);
     const byAssignment = new Map(this.units.map((unit, index) => [unit.assignment, index]));
     let added = 0;
     for (const unit of data?.units || []) {
-      if (unit.task_type !== this.taskType || answered.has(unit.assignment)) continue;
+      if (unit.task_type !== this.taskType || done.has(unit.assignment)) continue;
       const index = byAssignment.get(unit.assignment);
       if (index === undefined) {
         this.units.push(unit);
