@@ -178,3 +178,36 @@ class MyProfileApi(APIView):
         data.is_valid(raise_exception=True)
         profile = profile_update(user=request.user, **data.validated_data)
         return Response(ProfileSerializer(profile).data)
+
+
+class GoldUnitSerializer(serializers.Serializer):
+    task_type = serializers.ChoiceField(choices=[TaskType.PAIRWISE, TaskType.ASPECT_SCORE, TaskType.ARTIFACT_FLAG])
+    comparison = serializers.IntegerField(required=False, help_text="Pairwise units.")
+    image = serializers.IntegerField(required=False, help_text="Aspect-score and artifact-flag units.")
+    answer = serializers.JSONField(help_text='{"choice": "a"|"b"|"tie"}, {"scores": {...}} or {"has_artifacts": bool}')
+
+
+class GoldUnitsApi(APIView):
+    """Researchers mark units as gold (attention checks) with their expected answers."""
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "GoldUnitsInput"
+
+        units = GoldUnitSerializer(many=True, allow_empty=False)
+
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "GoldUnitsMarked"
+
+        marked = serializers.IntegerField()
+
+    @extend_schema(operation_id="gold_units_mark", request=InputSerializer, responses={200: OutputSerializer, **ERRORS})
+    def post(self, request, slug):
+        from annotation.assignment import gold_units_mark
+
+        project = selectors.project_get_for_user(user=request.user, slug=slug, manage=True)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        marked = gold_units_mark(project=project, items=data.validated_data["units"])
+        return Response({"marked": len(marked)})

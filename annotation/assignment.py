@@ -134,3 +134,51 @@ def _units_add(unit_ids, *, leased: int = 0, done: int = 0) -> None:
             cursor.execute(f'UPDATE "{WorkUnit._meta.db_table}" SET leased = leased + %s, done = done + %s, '
                            f"filled = filled + %s WHERE id IN ({marks})",
                            [leased * times, done * times, (leased + done) * times, *ids])
+
+
+GOLD_ANSWER_SHAPES = {
+    TaskType.PAIRWISE: "{\"choice\": \"a\" | \"b\" | \"tie\"} (a and b as stored: image_a has the smaller id)",
+    TaskType.ASPECT_SCORE: "{\"scores\": {aspect: whole number on the scale}}",
+    TaskType.ARTIFACT_FLAG: "{\"has_artifacts\": true | false}",
+}
+
+
+def gold_units_mark(*, project: Project, items: list[dict]) -> list[WorkUnit]:
+    """Make the named units gold (attention checks) with their expected answers, all or none.
+
+    An item names `task_type`, its subject (`comparison` for pairwise, else `image`) and
+    `answer`. Personal ratings have no right answer and cannot be gold."""
+    from django.core.exceptions import ValidationError
+
+    marked = []
+    with transaction.atomic():
+        for n, item in enumerate(items, start=1):
+            task_type = item.get("task_type")
+            if task_type not in GOLD_ANSWER_SHAPES:
+                raise ValidationError({"units": f"item {n}: task_type must be one of {', '.join(GOLD_ANSWER_SHAPES)}"})
+            subject = "comparison" if task_type == TaskType.PAIRWISE else "image"
+            unit = (WorkUnit.objects.select_for_update()
+                    .filter(project=project, task_type=task_type, **{f"{subject}_id": item.get(subject)}).first())
+            if unit is None:
+                raise ValidationError({"units": f"item {n}: no {task_type} unit for {subject} {item.get(subject)!r} "
+                                                f"in this project"})
+            answer = item.get("answer")
+            if not _gold_answer_ok(project, task_type, answer):
+                raise ValidationError({"units": f"item {n}: answer must be {GOLD_ANSWER_SHAPES[task_type]}"})
+            unit.is_gold, unit.gold_answer = True, answer
+            unit.save(update_fields=["is_gold", "gold_answer"])
+            marked.append(unit)
+    return marked
+
+
+def _gold_answer_ok(project, task_type, answer) -> bool:
+    if not isinstance(answer, dict):
+        return False
+    if task_type == TaskType.PAIRWISE:
+        return set(answer) == {"choice"} and answer["choice"] in ("a", "b", "tie")
+    if task_type == TaskType.ARTIFACT_FLAG:
+        return set(answer) == {"has_artifacts"} and isinstance(answer["has_artifacts"], bool)
+    scores = answer.get("scores")
+    return (set(answer) == {"scores"} and isinstance(scores, dict) and set(scores) == set(project.aspect_keys)
+            and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= project.score_scale
+                    for v in scores.values()))

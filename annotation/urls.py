@@ -22,6 +22,7 @@ urlpatterns = [
     path("projects/<slug:slug>/work/submit/", api_work.WorkSubmitApi.as_view(), name="work-submit"),
     path("projects/<slug:slug>/work/undo/", api_work.WorkUndoApi.as_view(), name="work-undo"),
     path("projects/<slug:slug>/work/progress/", api_work.WorkProgressApi.as_view(), name="work-progress"),
+    path("projects/<slug:slug>/gold-units/", api_work.GoldUnitsApi.as_view(), name="gold-units"),
     path("me/profile/", api_work.MyProfileApi.as_view(), name="me-profile"),
     path("imports/<int:job_id>/", api.ImportJobDetailApi.as_view(), name="import-detail"),
     path("imports/<int:job_id>/errors/", api.ImportJobErrorListApi.as_view(), name="import-error-list"),

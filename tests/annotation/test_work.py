@@ -337,3 +337,65 @@ def test_outsider_cannot_lease_from_a_project(work_project, outsider):
     client.force_login(outsider)
 
     assert client.post("/api/v1/projects/cats/work/next/", {"task_type": "pairwise"}, format="json").status_code == 404
+
+
+# --- gold units and the researcher's progress page -------------------------------------------
+
+def test_researcher_marks_gold_units_that_are_then_mixed_in(work_project, researcher):
+    comparison = WorkUnit.objects.filter(task_type="pairwise").first().comparison
+    image = WorkUnit.objects.filter(task_type="artifact_flag").first().image
+    client = APIClient()
+    client.force_login(researcher)
+
+    response = client.post("/api/v1/projects/cats/gold-units/", {"units": [
+        {"task_type": "pairwise", "comparison": comparison.id, "answer": {"choice": "a"}},
+        {"task_type": "artifact_flag", "image": image.id, "answer": {"has_artifacts": True}},
+    ]}, format="json")
+
+    assert response.json() == {"marked": 2}
+    gold = WorkUnit.objects.get(is_gold=True, task_type="pairwise")
+    assert gold.comparison_id == comparison.id and gold.gold_answer == {"choice": "a"}
+
+
+@pytest.mark.parametrize(("unit", "words"), [
+    ({"task_type": "pairwise", "comparison": 999999, "answer": {"choice": "a"}}, "no pairwise unit for comparison 999999"),
+    ({"task_type": "pairwise", "comparison": None, "answer": {"choice": "left"}}, "answer must be"),
+    ({"task_type": "personal_rating", "image": 1, "answer": {"rating": 3}}, "task_type"),
+])
+def test_bad_gold_units_are_refused_and_none_is_marked(work_project, researcher, unit, words):
+    if unit.get("comparison") is None and unit["task_type"] == "pairwise":
+        unit["comparison"] = WorkUnit.objects.filter(task_type="pairwise").first().comparison_id
+    good = {"task_type": "pairwise", "comparison": WorkUnit.objects.filter(task_type="pairwise").last().comparison_id,
+            "answer": {"choice": "b"}}
+    client = APIClient()
+    client.force_login(researcher)
+
+    response = client.post("/api/v1/projects/cats/gold-units/", {"units": [good, unit]}, format="json")
+
+    assert response.status_code == 400 and words in response.json()["message"]
+    assert not WorkUnit.objects.filter(is_gold=True).exists()
+
+
+def test_annotators_may_not_mark_gold_units(work_project):
+    client = annotator_client(work_project)
+
+    response = client.post("/api/v1/projects/cats/gold-units/", {"units": [
+        {"task_type": "pairwise", "comparison": 1, "answer": {"choice": "a"}}]}, format="json")
+
+    assert response.status_code == 403
+
+
+def test_progress_page_shows_units_judgments_and_leases(work_project, researcher):
+    client = annotator_client(work_project)
+    units = lease(client, count=2)
+    submit(client, item(units[0], choice="left", latency_ms=2000))
+    page = APIClient()
+    page.force_login(researcher)
+
+    html = page.get("/projects/cats/progress/").content.decode()
+
+    assert 'data-testid="progress-row-pairwise"' in html and 'data-testid="progress-annotator-anna"' in html
+    row = html.split('data-testid="progress-row-pairwise"')[1].split("</tr>")[0]
+    assert ">9<" in row and ">1<" in row  # 9 units, 1 judgment
+    assert "Units leased to annotators right now: <strong>1</strong>" in html
+    assert client.get("/projects/cats/progress/").status_code == 403
