@@ -208,3 +208,9 @@ LOGGING = {
 # --- annotator workspace ----------------------------------------------------------------
 WORK_LEASE_MINUTES = env.int("WORK_LEASE_MINUTES", default=30)
 WORK_UNDO_MINUTES = env.int("WORK_UNDO_MINUTES", default=30)
+
+# --- machine annotators ---------------------------------------------------------------------
+# Where model weights named by s3:// keys are downloaded to (once per worker machine).
+MODEL_CACHE_DIR = env("MODEL_CACHE_DIR", default=str(VAR_DIR / "models"))
+# Key sent as a Bearer token to OpenAI-compatible judge endpoints (vLLM, hosted APIs); never logged.
+JUDGE_API_KEY = env("JUDGE_API_KEY", default="")

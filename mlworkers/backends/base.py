@@ -1,0 +1,128 @@
+"""The interface every machine judge implements, and the registry of backends by name.
+
+A backend scores a prompt's images per aspect, judges a pair shown in a given order, or both.
+It returns one typed result per asked item: a value (with a rationale where the judge gives
+one) or a failure holding the judge's raw text. Backends never touch the database; the job
+runner in `mlworkers.services` feeds them and writes what they return.
+"""
+from abc import ABC
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+
+@dataclass(frozen=True)
+class Aspect:
+    key: str
+    label: str
+    question: str = ""
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    image_id: int
+    preview_key: str  # model-sized rendition in storage (what CLIP-family scorers read)
+    storage_key: str  # the original (what full-resolution judges read)
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """Score every image of one prompt on every aspect, on a 1..scale scale where the judge has one."""
+
+    prompt: str
+    images: Sequence[ImageRef]
+    aspects: Sequence[Aspect]
+    scale: int
+
+
+@dataclass(frozen=True)
+class PairRequest:
+    """Which of two images of one prompt is better, per aspect, shown `first` then `second`."""
+
+    prompt: str
+    first: ImageRef
+    second: ImageRef
+    aspects: Sequence[Aspect]
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    image_id: int
+    aspect: str
+    value: float | None  # None when failed
+    rationale: str = ""
+    error: str = ""
+    raw: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.value is None
+
+
+@dataclass(frozen=True)
+class PairResult:
+    first_id: int
+    second_id: int
+    aspect: str
+    choice: Literal["first", "second", "tie"] | None  # None when failed
+    rationale: str = ""
+    error: str = ""
+    raw: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.choice is None
+
+
+class BackendError(Exception):
+    """The backend cannot run at all (weights missing or of the wrong shape, endpoint down...)."""
+
+
+ReadBytes = Callable[[str], bytes]  # storage key -> bytes
+
+
+@dataclass
+class Backend(ABC):
+    """Built once per worker process and kept (loading a model is the expensive part)."""
+
+    model_ref: str
+    parameters: dict = field(default_factory=dict)
+    prompt_template: str = ""
+    read_bytes: ReadBytes | None = None
+    device: str = "cpu"
+
+    name: ClassVar[str] = ""
+    can_score: ClassVar[bool] = False
+    can_judge_pairs: ClassVar[bool] = False
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+        raise NotImplementedError(f"{self.name} does not score images")
+
+    def judge_pairs(self, requests: Sequence[PairRequest]) -> list[PairResult]:
+        raise NotImplementedError(f"{self.name} does not judge pairs")
+
+
+_REGISTRY: dict[str, type[Backend]] = {}
+
+
+def register(cls: type[Backend]) -> type[Backend]:
+    if not cls.name or cls.name in _REGISTRY:
+        raise ValueError(f"backend name {cls.name!r} is empty or taken")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def backend_class(name: str) -> type[Backend]:
+    from mlworkers.backends import load_all
+
+    load_all()
+    if name not in _REGISTRY:
+        raise BackendError(f"unknown backend {name!r}; known: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def backend_names() -> list[str]:
+    from mlworkers.backends import load_all
+
+    load_all()
+    return sorted(_REGISTRY)
