@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from annotation.models import (
-    AnnotatorProfile, ArtifactFlag, AspectScore, Comparison, Image, ImportJob, ImportLineError, MachineAnnotator,
+    AnnotatorProfile, ArtifactFlag, AspectScore, Comparison, Image, ImportJob, ImportLineError,
     Membership, PersonalRating, PreferenceJudgment, Project, Prompt,
 )
 
@@ -62,14 +62,6 @@ class ComparisonAdmin(admin.ModelAdmin):
     list_filter = ["project"]
     raw_id_fields = ["prompt", "image_a", "image_b"]
     search_fields = ["prompt__text"]
-
-
-@admin.register(MachineAnnotator)
-class MachineAnnotatorAdmin(admin.ModelAdmin):
-    list_display = ["name", "backend", "version", "model_ref", "is_active", "created_at"]
-    list_filter = ["backend", "is_active"]
-    search_fields = ["name", "model_ref"]
-    readonly_fields = ["version"]
 
 
 class JudgmentAdmin(admin.ModelAdmin):

@@ -155,7 +155,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"mlworkers.tasks.*": {"queue": "gpu"}}
+# Model work goes to GPU workers (`-Q gpu`); planning and imports to the default queue.
+CELERY_TASK_ROUTES = {"mlworkers.auto_job_chunk": {"queue": "gpu"}, "mlworkers.auto_job_start": {"queue": "default"}}
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
@@ -212,5 +213,8 @@ WORK_UNDO_MINUTES = env.int("WORK_UNDO_MINUTES", default=30)
 # --- machine annotators ---------------------------------------------------------------------
 # Where model weights named by s3:// keys are downloaded to (once per worker machine).
 MODEL_CACHE_DIR = env("MODEL_CACHE_DIR", default=str(VAR_DIR / "models"))
+# Whole prompts are packed into one GPU task up to about this many images or pairs; a cancel
+# takes effect between tasks.
+AUTO_JOB_CHUNK_ITEMS = env.int("AUTO_JOB_CHUNK_ITEMS", default=64)
 # Key sent as a Bearer token to OpenAI-compatible judge endpoints (vLLM, hosted APIs); never logged.
 JUDGE_API_KEY = env("JUDGE_API_KEY", default="")

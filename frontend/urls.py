@@ -10,4 +10,6 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(next_page="login"), name="logout"),
     path("work/<slug:slug>/<str:task_type>/", views.workspace, name="workspace"),
     path("projects/<slug:slug>/progress/", views.project_progress, name="project-progress"),
+    path("projects/<slug:slug>/auto-jobs/", views.auto_jobs, name="auto-jobs"),
+    path("auto-jobs/<int:job_id>/", views.auto_job, name="auto-job"),
 ]

@@ -71,6 +71,7 @@ def home(request):
             "project": project,
             "task_types": [(t, TaskType(t).label) for t in project.task_types if t in TaskType.values],
             "can_manage": _can_manage(request.user, project),
+            "is_admin": selectors.project_role(user=request.user, project=project) == "admin",
         }
         for project in selectors.project_list_for_user(user=request.user)
     ]
@@ -130,3 +131,34 @@ def project_progress(request, slug: str):
                        for row in progress["annotators"]],
         "active_leases": progress["active_leases"],
     })
+
+
+@login_required
+def auto_jobs(request, slug: str):
+    """Project admins launch machine-annotation jobs and see the project's jobs."""
+    from annotation.models import MachineAnnotator
+    from mlworkers.models import AutoAnnotationJob
+    from mlworkers.selectors import require_project_admin
+
+    project = _project_or_404(request.user, slug)
+    try:
+        require_project_admin(user=request.user, project=project)
+    except PermissionDenied as exc:
+        raise DjangoPermissionDenied(str(exc.detail)) from None
+    return render(request, "frontend/auto_jobs.html", {
+        "project": project,
+        "annotators": MachineAnnotator.objects.filter(is_active=True).order_by("name"),
+        "jobs": AutoAnnotationJob.objects.filter(project=project).select_related("machine_annotator")[:100],
+    })
+
+
+@login_required
+def auto_job(request, job_id: int):
+    """One job's live progress, with cancel and resume."""
+    from mlworkers.selectors import auto_job_get_for_user
+
+    try:
+        job = auto_job_get_for_user(user=request.user, job_id=job_id)
+    except NotFound:
+        raise Http404(f"No auto-annotation job {job_id} that you can see.") from None
+    return render(request, "frontend/auto_job.html", {"job": job})

@@ -171,18 +171,19 @@ def _database_url_for_workers() -> str:
 
 @pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
-    """A real `celery worker` process consuming the default queue against the test database.
+    """A real `celery worker` process consuming the default and gpu queues against the test database.
     It may read images under pytest's temporary folders, as the tests' own settings allow."""
+    # Small GPU tasks, so that tests see jobs of several chunks (cancel takes effect between them).
     env = dict(os.environ, DATABASE_URL=_database_url_for_workers(), PYTHONUNBUFFERED="1",
-               IMPORT_LOCAL_ROOTS=str(tmp_path_factory.getbasetemp()))
+               IMPORT_LOCAL_ROOTS=str(tmp_path_factory.getbasetemp()), AUTO_JOB_CHUNK_ITEMS="6")
     # Messages left in a shared broker (Redis) by an earlier, interrupted run name rows that
     # no longer exist, or worse, rows with reused ids: start from an empty queue.
-    subprocess.run([sys.executable, "-m", "celery", "-A", "config", "purge", "-f", "-Q", "default"],
+    subprocess.run([sys.executable, "-m", "celery", "-A", "config", "purge", "-f", "-Q", "default,gpu"],
                    cwd=ROOT, env=env, check=True, capture_output=True, timeout=60)
     log_path = Path(os.environ["PREFSTUDIO_TEST_RUN_DIR"]) / "worker.log"
     log = open(log_path, "w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "default", "--pool", "solo",
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "default,gpu", "--pool", "solo",
          "-l", "info", "--without-mingle", "--without-gossip", "--without-heartbeat", "-n", f"test-{os.getpid()}@%h"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )

@@ -1,0 +1,78 @@
+"""Auto-annotation jobs: a machine annotator applied to a project's images or pairs.
+
+The judgments themselves live in `annotation` (AspectScore / PreferenceJudgment with
+source=machine), unique per annotator version, unit, aspect and presentation order, which is
+what makes a rerun write nothing twice.
+"""
+from django.conf import settings
+from django.db import models
+
+from annotation.models import Comparison, Image, MachineAnnotator, Project
+
+
+class AutoAnnotationJob(models.Model):
+    class Kind(models.TextChoices):
+        SCORE = "score", "Score images per aspect"
+        PAIRS = "pairs", "Judge pairs per aspect"
+
+    class Scope(models.TextChoices):
+        ALL = "all", "All"
+        UNLABELLED = "unlabelled", "Not yet labelled by this annotator"
+        SAMPLE = "sample", "A random sample"
+
+    class Orders(models.TextChoices):
+        ONE = "one", "One order"
+        BOTH = "both", "Both orders"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    ACTIVE = (Status.PENDING, Status.RUNNING)
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="auto_jobs")
+    machine_annotator = models.ForeignKey(MachineAnnotator, on_delete=models.PROTECT, related_name="jobs")
+    machine_version = models.CharField(max_length=16, help_text="The annotator's version when launched.")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    scope = models.CharField(max_length=12, choices=Scope.choices, default=Scope.ALL)
+    sample_size = models.PositiveIntegerField(null=True, blank=True)
+    sample_seed = models.PositiveIntegerField(default=0)
+    aspects = models.JSONField(default=list)
+    orders = models.CharField(max_length=4, choices=Orders.choices, default=Orders.BOTH)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    message = models.TextField(blank=True)
+    items_total = models.PositiveIntegerField(default=0, help_text="Items asked of the judge (image or ordered pair).")
+    items_done = models.PositiveIntegerField(default=0)
+    items_failed = models.PositiveIntegerField(default=0)
+    chunks_total = models.PositiveIntegerField(default=0)
+    chunks_done = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self):
+        return f"auto job {self.pk} ({self.machine_annotator_id} on {self.project_id}, {self.status})"
+
+
+class AutoAnnotationFailure(models.Model):
+    """An item the judge could not answer: its reason and the judge's raw text, never a score."""
+
+    job = models.ForeignKey(AutoAnnotationJob, on_delete=models.CASCADE, related_name="failures")
+    image = models.ForeignKey(Image, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    comparison = models.ForeignKey(Comparison, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    first_image = models.ForeignKey(Image, null=True, blank=True, on_delete=models.CASCADE, related_name="+",
+                                    help_text="Pairs: the image shown first.")
+    aspect = models.CharField(max_length=64)
+    error = models.CharField(max_length=1000)
+    raw = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]

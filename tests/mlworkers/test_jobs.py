@@ -1,0 +1,139 @@
+"""Machine annotators and auto-annotation jobs: versions, launching, planning, permissions."""
+import pytest
+from django.core.exceptions import ValidationError
+from rest_framework.test import APIClient
+
+from annotation.services import membership_set
+from mlworkers import services
+from mlworkers.models import AutoAnnotationJob
+from tests.factories import ComparisonFactory, ImageFactory, PromptFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+Job = AutoAnnotationJob
+
+
+@pytest.fixture
+def judge(db):
+    return services.machine_annotator_create(name="judge", backend="openai_chat", model_ref="tiny-judge",
+                                             parameters={"base_url": "http://127.0.0.1:9/v1"})
+
+
+@pytest.fixture
+def filled_project(project):
+    """`cats`: 5 prompts with 3 images each, every pair compared (15 images, 15 pairs)."""
+    for p in range(5):
+        prompt = PromptFactory(project=project, text=f"prompt {p}")
+        images = [ImageFactory(prompt=prompt) for _ in range(3)]
+        for i in range(3):
+            for j in range(i + 1, 3):
+                ComparisonFactory(prompt=prompt, image_a=images[i], image_b=images[j])
+    return project
+
+
+def test_version_changes_with_anything_that_changes_answers(judge):
+    first = judge.version
+    seen = {first}
+    for change in [{"model_ref": "other"}, {"parameters": {"base_url": "http://127.0.0.1:9/v1", "temperature": 0.7}},
+                   {"prompt_template": "Rate {prompt}"}]:
+        judge = services.machine_annotator_update(annotator=judge, **change)
+        assert judge.version not in seen
+        seen.add(judge.version)
+    assert services.machine_annotator_update(annotator=judge, is_active=True).version == judge.version
+
+
+def test_unknown_backend_is_refused_by_name(db):
+    with pytest.raises(ValidationError, match="unknown backend 'gpt-magic'"):
+        services.machine_annotator_create(name="x", backend="gpt-magic", model_ref="m")
+
+
+def test_launch_refuses_a_project_without_images(project, judge):
+    with pytest.raises(ValidationError, match="has no images"):
+        services.auto_job_launch(project=project, annotator=judge, kind="score")
+
+
+def test_launch_refuses_unknown_aspects(filled_project, judge):
+    with pytest.raises(ValidationError, match="not aspects of this project: taste"):
+        services.auto_job_launch(project=filled_project, annotator=judge, kind="score", aspects=["taste"])
+
+
+def test_launching_the_same_job_twice_is_refused(filled_project, judge):
+    first = services.auto_job_launch(project=filled_project, annotator=judge, kind="pairs")
+
+    with pytest.raises(ValidationError, match=f"job {first.pk} with this annotator is already pending"):
+        services.auto_job_launch(project=filled_project, annotator=judge, kind="pairs")
+    assert Job.objects.count() == 1
+
+
+def test_planning_packs_whole_prompts_and_counts_both_orders(filled_project, judge, settings):
+    settings.AUTO_JOB_CHUNK_ITEMS = 7
+    job = services.auto_job_launch(project=filled_project, annotator=judge, kind="pairs", orders="both")
+
+    chunks = services.auto_job_start(job_id=job.pk)
+
+    job.refresh_from_db()
+    assert job.status == "running" and job.items_total == 30 and job.chunks_total == len(chunks)
+    assert [len(c) for c in chunks] == [6, 6, 3]  # 3 pairs a prompt, never split
+    assert services.auto_job_start(job_id=job.pk) == []  # planning twice plans nothing
+
+
+def test_sample_scope_takes_n_items(filled_project, judge):
+    job = services.auto_job_launch(project=filled_project, annotator=judge, kind="score", scope="sample",
+                                   sample_size=4)
+
+    chunks = services.auto_job_start(job_id=job.pk)
+
+    assert sum(len(c) for c in chunks) == 4
+
+
+def test_cancel_stops_a_job_and_its_chunks_do_nothing(filled_project, judge):
+    job = services.auto_job_launch(project=filled_project, annotator=judge, kind="score")
+    chunks = services.auto_job_start(job_id=job.pk)
+
+    services.auto_job_cancel(job=job)
+    services.auto_job_run_chunk(job_id=job.pk, item_ids=chunks[0])
+
+    job.refresh_from_db()
+    assert job.status == "cancelled" and job.items_done == 0 and job.chunks_done == 0
+
+
+def test_a_job_whose_annotator_changed_fails_instead_of_mixing_versions(filled_project, judge):
+    job = services.auto_job_launch(project=filled_project, annotator=judge, kind="score")
+    chunks = services.auto_job_start(job_id=job.pk)
+    services.machine_annotator_update(annotator=judge, prompt_template="Rate {prompt} differently")
+
+    services.auto_job_run_chunk(job_id=job.pk, item_ids=chunks[0])
+
+    job.refresh_from_db()
+    assert job.status == "failed" and "changed since launch" in job.message
+
+
+# --- API permissions ---------------------------------------------------------------------------
+
+def test_only_platform_admins_manage_machine_annotators(researcher, platform_admin):
+    payload = {"name": "clip", "backend": "openai_chat", "model_ref": "m", "parameters": {"base_url": "http://x/v1"}}
+    researcher_client, admin_client = APIClient(), APIClient()
+    researcher_client.force_login(researcher)
+    admin_client.force_login(platform_admin)
+
+    assert researcher_client.post("/api/v1/machine-annotators/", payload, format="json").status_code == 403
+    created = admin_client.post("/api/v1/machine-annotators/", payload, format="json")
+    assert created.status_code == 201 and len(created.json()["version"]) == 16
+
+
+def test_only_project_admins_launch_jobs(filled_project, judge, researcher, platform_admin):
+    payload = {"machine_annotator": judge.pk, "kind": "score", "aspects": ["aesthetic"]}
+    researcher_client = APIClient()
+    researcher_client.force_login(researcher)
+    project_admin = UserFactory(username="pat")
+    membership_set(project=filled_project, user=project_admin, role="admin")
+    admin_client = APIClient()
+    admin_client.force_login(project_admin)
+
+    refused = researcher_client.post("/api/v1/projects/cats/auto-jobs/", payload, format="json")
+    launched = admin_client.post("/api/v1/projects/cats/auto-jobs/", payload, format="json")
+
+    assert refused.status_code == 403
+    assert launched.status_code == 202 and launched.json()["status"] == "pending"
+    detail = admin_client.get(f"/api/v1/auto-jobs/{launched.json()['id']}/").json()
+    assert detail["progress"] == {"done": 0, "failed": 0, "total": 0, "rate_per_s": 0.0, "seconds_left": None}
+    assert researcher_client.get(f"/api/v1/auto-jobs/{launched.json()['id']}/").status_code == 404
