@@ -46,5 +46,11 @@ def page(chromium):
     context = chromium.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(15_000)
+    log = []
+    page.on("console", lambda m: log.append(f"console {m.type}: {m.text}"))
+    page.on("response", lambda r: log.append(f"{r.status} {r.request.method} {r.url}") if "/api/" in r.url else None)
+    page.on("requestfailed", lambda r: log.append(f"FAILED {r.method} {r.url} {r.failure}"))
     yield page
+    if os.environ.get("BROWSER_LOG"):
+        print("\n".join(log[-60:]))
     context.close()

@@ -20,16 +20,22 @@ export function createOnboarding({ profileUrl, onSaved, onCancel }) {
   const cancel = byTestId("onboarding-cancel");
   const submitButton = byTestId("onboarding-submit");
 
+  // Fields the person changed while the saved profile was loading: the answer must not undo them.
+  const touched = new Set();
+  form.addEventListener("input", (event) => touched.add(event.target.name));
+  form.addEventListener("change", (event) => touched.add(event.target.name));
+
   function showError(text) {
     error.textContent = text;
   }
 
   async function prefill() {
+    touched.clear();
     try {
       const profile = await get(profileUrl);
-      consent.checked = Boolean(profile?.consent_at);
+      if (!touched.has(consent.name)) consent.checked = Boolean(profile?.consent_at);
       for (const name of FIELDS) {
-        if (profile && typeof profile[name] === "string") form.elements[name].value = profile[name];
+        if (profile && typeof profile[name] === "string" && !touched.has(name)) form.elements[name].value = profile[name];
       }
     } catch {
       // An empty form is a fine start; saving will say what is wrong if the server is away.

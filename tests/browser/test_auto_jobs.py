@@ -1,0 +1,61 @@
+"""An admin launches, watches, cancels and resumes a machine-annotation job from the browser."""
+import json
+
+import pytest
+
+from annotation.image_sources import SourcePolicy
+from annotation.importing import manifest_import
+from annotation.models import PreferenceJudgment
+from annotation.services import membership_set
+from mlworkers import services
+from mlworkers.models import AutoAnnotationJob
+from tests.browser.test_workspace import PASSWORD
+from tests.factories import UserFactory
+from tests.mlworkers.chat_server import Reply
+from tests.mlworkers.conftest import chat_server  # noqa: F401  (fixture)
+from tests.mlworkers.test_jobs_worker import imported  # noqa: F401  (fixture)
+
+pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+
+def sign_in_as_admin(page, live_server, project):
+    membership_set(project=project, user=UserFactory(username="pat"), role="admin")
+    page.goto(f"{live_server.url}/accounts/login/?next=/projects/cats/auto-jobs/")
+    page.get_by_test_id("login-username").fill("pat")
+    page.get_by_test_id("login-password").fill(PASSWORD)
+    page.get_by_test_id("login-submit").click()
+    page.wait_for_url("**/projects/cats/auto-jobs/")
+
+
+def test_admin_launches_watches_cancels_and_resumes_a_job(page, live_server, celery_worker_process, imported,
+                                                          chat_server, images_dir):
+    # three prompts of 4 images: 18 pairs in three GPU tasks of 6 (the test worker's chunk size)
+    lines = [json.dumps({"prompt": f"prompt {p}", "image": f"{n}.png"}) for p in (2, 3) for n in "abcd"]
+    manifest_import(project=imported, lines=lines, policy=SourcePolicy.from_settings(images_root=images_dir))
+    services.machine_annotator_create(name="vlm", backend="openai_chat", model_ref="judge",
+                                      parameters={"base_url": chat_server.base_url, "max_concurrency": 1})
+    slow = {"delay": 0.4}
+    chat_server.responder = lambda request: Reply.chat(
+        json.dumps({"aesthetic": {"choice": "second", "rationale": "cleaner"}}), delay=slow["delay"])
+    sign_in_as_admin(page, live_server, imported)
+
+    page.get_by_test_id("launch-kind").select_option("pairs")
+    for key in ["prompt_following", "fidelity", "harmlessness"]:
+        page.get_by_test_id(f"launch-aspect-{key}").uncheck()
+    page.get_by_test_id("launch-submit").click()
+    page.wait_for_url("**/auto-jobs/*/")
+    page.wait_for_function("document.querySelector('[data-testid=job-done]').textContent !== '0'")
+    page.get_by_test_id("job-cancel").click()
+    page.wait_for_function("document.querySelector('[data-testid=job-status]').textContent === 'cancelled'")
+    job = AutoAnnotationJob.objects.get()
+    stored_when_cancelled = PreferenceJudgment.objects.count()
+    assert job.status == "cancelled" and 0 < stored_when_cancelled < 36
+
+    slow["delay"] = 0
+    page.get_by_test_id("job-resume").click()
+    page.wait_for_function("document.querySelector('[data-testid=job-status]').textContent === 'succeeded'",
+                           timeout=60_000)
+
+    assert PreferenceJudgment.objects.filter(source="machine").count() == 36
+    assert page.get_by_test_id("job-failed").inner_text() == "0"
+    assert page.get_by_test_id("job-rate").inner_text().endswith("items/s")
