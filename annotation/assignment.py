@@ -6,6 +6,7 @@ concurrent annotators pass over each other's rows instead of queueing) and every
 change happens under that row lock, in the same transaction as the assignment rows.
 """
 import random
+import time
 from collections import Counter
 from datetime import timedelta
 
@@ -64,6 +65,18 @@ def leases_expire(*, project: Project, now=None) -> int:
     return len(unit_ids)
 
 
+_last_sweep: dict[int, float] = {}
+
+
+def _sweep_expired_now_and_then(project) -> None:
+    """Expire stale leases before leasing, at most every WORK_EXPIRY_SWEEP_SECONDS per project and
+    process: a lease may outlive its deadline by that much, and the hot path saves a statement."""
+    now = time.monotonic()
+    if now - _last_sweep.get(project.id, -1e9) >= settings.WORK_EXPIRY_SWEEP_SECONDS:
+        _last_sweep[project.id] = now
+        leases_expire(project=project)
+
+
 def assignments_lease_next(*, membership: Membership, task_type: str, count: int) -> list[Assignment]:
     """The person's unexpired leases of this task type first, then new ones up to `count`.
 
@@ -73,7 +86,7 @@ def assignments_lease_next(*, membership: Membership, task_type: str, count: int
     require_active(membership)
     project, annotator = membership.project, membership.user
     count = max(1, min(count, MAX_LEASE_BATCH))
-    leases_expire(project=project)
+    _sweep_expired_now_and_then(project)
     now = timezone.now()
     expires_at = now + timedelta(minutes=settings.WORK_LEASE_MINUTES)
     with transaction.atomic():

@@ -72,3 +72,14 @@ def insert_rows(model, columns: Sequence[str], rows: Sequence[tuple]) -> int:
             placeholders = ", ".join(["%s"] * len(columns))
             cursor.executemany(f'INSERT INTO "{table}" ({cols}) VALUES ({placeholders})', rows)
     return len(rows)
+
+
+def reserve_ids(model, count: int) -> list[int] | None:
+    """Draw `count` ids from the table's sequence (PostgreSQL), so rows written with COPY carry
+    known ids and need no read-back; None where the database has no sequences to draw from."""
+    if connection.vendor != "postgresql" or count == 0:
+        return None
+    table = model._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, count])
+        return [row[0] for row in cursor.fetchall()]

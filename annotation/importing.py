@@ -19,12 +19,12 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Count
 
-from annotation.bulk import db_now, insert_new_rows, insert_rows
+from annotation.bulk import db_now, insert_new_rows, insert_rows, reserve_ids
 from annotation.image_files import ImageCheckError, StoredImage, check_and_store
 from annotation.image_sources import ImageSourceError, SourcePolicy, read_image_source
 from annotation.models import Comparison, Image, Project, Prompt, text_digest
 
-CHUNK_LINES = 5000
+CHUNK_LINES = 10000
 READ_THREADS = 4
 _BIGINT = 2**63
 ALLOWED_KEYS = {"prompt", "image", "generator", "seed", "category", "meta", "external_id"}
@@ -201,7 +201,7 @@ def _import_chunk(project, chunk, resolver, max_pairs, summary, on_chunk):
             good.append((entry, outcome))
     with transaction.atomic():
         prompt_ids, new_prompts = _ensure_prompts(project, [e for e, _ in good])
-        created, duplicates, new_by_prompt = _create_images(project, good, prompt_ids)
+        created, duplicates, new_by_prompt = _create_images(project, good, prompt_ids, new_prompts)
         comparisons = _create_comparisons(project, new_by_prompt, new_prompts, max_pairs) if new_by_prompt else 0
     errors.sort(key=lambda e: e.line)
     summary.lines += len(chunk)
@@ -232,25 +232,34 @@ def _ensure_prompts(project, entries):
     return {first_by_digest[d].prompt: pid for d, pid in ids.items()}, {pid for _, pid in created}
 
 
-def _create_images(project, good, prompt_ids):
+IMAGE_COLUMNS = ["project_id", "prompt_id", "sha256", "storage_key", "preview_key", "format", "width", "height",
+                 "size_bytes", "generator", "seed", "source_uri", "meta", "created_at"]
+
+
+def _create_images(project, good, prompt_ids, new_prompts):
     """Create the images not yet stored for their prompt.
 
+    Images of prompts created in this chunk's transaction cannot exist yet, so they are written
+    with plain inserts; only images of older prompts go through insert-or-skip.
     Returns (created, duplicates, {prompt id: ids of its new images})."""
     now = db_now()
-    rows, seen = [], set()
+    fresh, older, seen = [], [], set()
     for entry, stored in good:
         key = (prompt_ids[entry.prompt], stored.sha256)
         if key in seen:
             continue
         seen.add(key)
-        rows.append((project.id, key[0], stored.sha256, stored.storage_key, stored.preview_key, stored.format,
-                     stored.width, stored.height, stored.size_bytes, entry.generator, entry.seed,
-                     entry.image[:2000], json.dumps(entry.meta) if entry.meta else "{}", now))
-    inserted = insert_new_rows(
-        Image, ["project_id", "prompt_id", "sha256", "storage_key", "preview_key", "format", "width", "height",
-                "size_bytes", "generator", "seed", "source_uri", "meta", "created_at"],
-        rows, returning=["id", "prompt_id"],
-    )
+        (fresh if key[0] in new_prompts else older).append((
+            project.id, key[0], stored.sha256, stored.storage_key, stored.preview_key, stored.format, stored.width,
+            stored.height, stored.size_bytes, entry.generator, entry.seed, entry.image[:2000],
+            json.dumps(entry.meta) if entry.meta else "{}", now))
+    ids = reserve_ids(Image, len(fresh))
+    if ids is None:  # no sequence to draw ids from (SQLite): one insert-or-skip for all
+        older, fresh = older + fresh, []
+    inserted = insert_new_rows(Image, IMAGE_COLUMNS, older, returning=["id", "prompt_id"])
+    if fresh:
+        insert_rows(Image, ["id", *IMAGE_COLUMNS], [(image_id, *row) for image_id, row in zip(ids, fresh)])
+        inserted += [(image_id, row[1]) for image_id, row in zip(ids, fresh)]
     new_by_prompt: dict[int, set[int]] = {}
     for image_id, prompt_id in inserted:
         new_by_prompt.setdefault(prompt_id, set()).add(image_id)

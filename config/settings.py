@@ -209,6 +209,8 @@ LOGGING = {
 # --- annotator workspace ----------------------------------------------------------------
 WORK_LEASE_MINUTES = env.int("WORK_LEASE_MINUTES", default=30)
 WORK_UNDO_MINUTES = env.int("WORK_UNDO_MINUTES", default=30)
+# Expired leases are swept before a lease at most this often (per project and process).
+WORK_EXPIRY_SWEEP_SECONDS = env.float("WORK_EXPIRY_SWEEP_SECONDS", default=5.0)
 
 # --- machine annotators ---------------------------------------------------------------------
 # Where model weights named by s3:// keys are downloaded to (once per worker machine).

@@ -213,7 +213,7 @@ def test_a_failed_write_leaves_nothing_of_its_chunk(project, images_dir, monkeyp
     def insert_failing(*args, **kwargs):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(importing, "insert_rows", insert_failing)  # the comparisons, written last
+    monkeypatch.setattr(importing, "insert_rows", insert_failing)  # after the prompts are written
     with pytest.raises(RuntimeError):
         run_import(project, four_images(), images_dir)
 

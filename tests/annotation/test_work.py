@@ -102,7 +102,8 @@ def test_fullest_units_are_handed_out_first(work_project):
     assert second == taken
 
 
-def test_expired_lease_returns_the_unit_to_the_pool(work_project):
+def test_expired_lease_returns_the_unit_to_the_pool(work_project, settings):
+    settings.WORK_EXPIRY_SWEEP_SECONDS = 0
     a, b, c = (annotator_client(work_project, n) for n in "abc")
     lease(a, count=9)
     lease(b, count=9)
