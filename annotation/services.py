@@ -13,7 +13,7 @@ from django.utils import timezone
 from annotation.assignment import work_units_open
 from annotation.importing import ImportSummary, LineError, manifest_import
 from annotation.image_sources import SourcePolicy
-from annotation.models import ImportJob, ImportLineError, Membership, Project, TaskType
+from annotation.models import AnnotatorProfile, ImportJob, ImportLineError, Membership, Project, TaskType
 
 RESEARCHERS_GROUP = "Researchers"
 
@@ -171,11 +171,9 @@ def _summary_fields(summary: ImportSummary) -> dict:
 
 
 @transaction.atomic
-def profile_update(*, user, consent: bool | None = None, **fields) -> "AnnotatorProfile":
+def profile_update(*, user, consent: bool | None = None, **fields) -> AnnotatorProfile:
     """Save the person's optional demographics; consent is stamped the first time it is given
     and cleared when withdrawn."""
-    from annotation.models import AnnotatorProfile
-
     profile, _ = AnnotatorProfile.objects.select_for_update().get_or_create(user=user)
     for name, value in fields.items():
         setattr(profile, name, value)

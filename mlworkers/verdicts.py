@@ -75,39 +75,38 @@ def _load_object(text: str) -> dict:
     return value
 
 
-def parse_scores(text: str, aspects: Sequence[Aspect], scale: int) -> dict[str, tuple[int, str]]:
-    """{aspect: (score, rationale)} from a judge's answer, or UnreadableAnswer."""
+def _aspect_entries(text: str, aspects: Sequence[Aspect]):
+    """(aspect, its entry, its rationale) for each asked aspect, or UnreadableAnswer."""
     answer = _load_object(text)
-    out = {}
     for aspect in aspects:
         entry = answer.get(aspect.key)
         if not isinstance(entry, dict):
             raise UnreadableAnswer(f"no entry for aspect {aspect.key!r}")
+        rationale = entry.get("rationale", "")
+        if not isinstance(rationale, str):
+            raise UnreadableAnswer(f"{aspect.key}: rationale is not text")
+        yield aspect, entry, rationale.strip()[:2000]
+
+
+def parse_scores(text: str, aspects: Sequence[Aspect], scale: int) -> dict[str, tuple[int, str]]:
+    """{aspect: (score, rationale)} from a judge's answer, or UnreadableAnswer."""
+    out = {}
+    for aspect, entry, rationale in _aspect_entries(text, aspects):
         score = entry.get("score")
         if isinstance(score, bool) or not isinstance(score, int):
             raise UnreadableAnswer(f"{aspect.key}: score {score!r} is not a whole number")
         if not 1 <= score <= scale:
             raise UnreadableAnswer(f"{aspect.key}: score {score} is outside 1..{scale}")
-        rationale = entry.get("rationale", "")
-        if not isinstance(rationale, str):
-            raise UnreadableAnswer(f"{aspect.key}: rationale is not text")
-        out[aspect.key] = (score, rationale.strip()[:2000])
+        out[aspect.key] = (score, rationale)
     return out
 
 
 def parse_pair(text: str, aspects: Sequence[Aspect]) -> dict[str, tuple[str, str]]:
     """{aspect: (first|second|tie, rationale)} from a judge's answer, or UnreadableAnswer."""
-    answer = _load_object(text)
     out = {}
-    for aspect in aspects:
-        entry = answer.get(aspect.key)
-        if not isinstance(entry, dict):
-            raise UnreadableAnswer(f"no entry for aspect {aspect.key!r}")
+    for aspect, entry, rationale in _aspect_entries(text, aspects):
         choice = entry.get("choice")
         if choice not in ("first", "second", "tie"):
             raise UnreadableAnswer(f"{aspect.key}: choice {choice!r} is not first, second or tie")
-        rationale = entry.get("rationale", "")
-        if not isinstance(rationale, str):
-            raise UnreadableAnswer(f"{aspect.key}: rationale is not text")
-        out[aspect.key] = (choice, rationale.strip()[:2000])
+        out[aspect.key] = (choice, rationale)
     return out

@@ -63,3 +63,14 @@ class ComparisonFactory(factory.django.DjangoModelFactory):
     project = factory.LazyAttribute(lambda c: c.prompt.project)
     image_a = factory.LazyAttribute(lambda c: ImageFactory(prompt=c.prompt))
     image_b = factory.LazyAttribute(lambda c: ImageFactory(prompt=c.prompt))
+
+
+def prompts_with_all_pairs(project, *, prompts: int, images_per_prompt: int) -> None:
+    """`prompts` prompts of `images_per_prompt` images each, every pair of a prompt compared."""
+    from itertools import combinations
+
+    for p in range(prompts):
+        prompt = PromptFactory(project=project, text=f"prompt {p}")
+        images = [ImageFactory(prompt=prompt) for _ in range(images_per_prompt)]
+        for image_a, image_b in combinations(images, 2):
+            ComparisonFactory(prompt=prompt, image_a=image_a, image_b=image_b)

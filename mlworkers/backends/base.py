@@ -95,6 +95,13 @@ class Backend(ABC):
     can_score: ClassVar[bool] = False
     can_judge_pairs: ClassVar[bool] = False
 
+    def parameters_with_defaults(self, defaults: dict) -> dict:
+        """`self.parameters` over `defaults`; a name not in `defaults` (a typo) is a BackendError."""
+        unknown = sorted(set(self.parameters) - set(defaults))
+        if unknown:
+            raise BackendError(f"{self.name}: unknown parameters {', '.join(unknown)}; known: {', '.join(defaults)}")
+        return {**defaults, **self.parameters}
+
     def score(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
         raise NotImplementedError(f"{self.name} does not score images")
 

@@ -58,11 +58,7 @@ class TransformersMLLMBackend(Backend):
 
     def __post_init__(self):
         """Check the parameters and load the model and processor once (BackendError if either fails)."""
-        unknown = sorted(set(self.parameters) - set(PARAMETER_DEFAULTS))
-        if unknown:
-            raise BackendError(f"{self.name}: unknown parameters {', '.join(unknown)}; "
-                               f"known: {', '.join(PARAMETER_DEFAULTS)}")
-        params = {**PARAMETER_DEFAULTS, **self.parameters}
+        params = self.parameters_with_defaults(PARAMETER_DEFAULTS)
         try:
             self._max_new_tokens = int(params["max_new_tokens"])
             self._batch_size = int(params["batch_size"])

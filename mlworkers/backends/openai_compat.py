@@ -80,11 +80,7 @@ class OpenAIChatBackend(Backend):
     def __post_init__(self):
         from django.conf import settings
 
-        unknown = sorted(set(self.parameters) - set(PARAMETER_DEFAULTS))
-        if unknown:
-            raise BackendError(f"{self.name}: unknown parameters {', '.join(unknown)}; "
-                               f"known: {', '.join(PARAMETER_DEFAULTS)}")
-        params = {**PARAMETER_DEFAULTS, **self.parameters}
+        params = self.parameters_with_defaults(PARAMETER_DEFAULTS)
         base_url = str(params["base_url"] or "").rstrip("/")
         if urlsplit(base_url).scheme not in ("http", "https"):
             raise BackendError(f"{self.name}: parameter base_url must be an http(s) URL "

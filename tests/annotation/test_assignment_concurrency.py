@@ -12,7 +12,7 @@ from annotation.assignment import assignments_lease_next, work_units_open
 from annotation.judging import submission_store
 from annotation.models import Assignment, Membership, PreferenceJudgment, Submission, WorkUnit
 from annotation.services import project_update
-from tests.factories import ComparisonFactory, ImageFactory, MembershipFactory, PromptFactory, UserFactory
+from tests.factories import MembershipFactory, UserFactory, prompts_with_all_pairs
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,12 +29,7 @@ def postgres_only():
 
 
 def test_fifty_concurrent_annotators_never_break_the_assignment_rules(postgres_only, project):
-    for p in range(30):
-        prompt = PromptFactory(project=project, text=f"prompt {p}")
-        images = [ImageFactory(prompt=prompt) for _ in range(4)]
-        for i in range(4):
-            for j in range(i + 1, 4):
-                ComparisonFactory(prompt=prompt, image_a=images[i], image_b=images[j])
+    prompts_with_all_pairs(project, prompts=30, images_per_prompt=4)
     project_update(project=project, overlap=OVERLAP, gold_rate=0.05)
     work_units_open(project=project)
     WorkUnit.objects.filter(id__in=WorkUnit.objects.order_by("id").values("id")[:5]).update(is_gold=True)

@@ -11,8 +11,8 @@ from annotation.models import (
     ArtifactFlag, AspectScore, Assignment, Membership, PersonalRating, PreferenceJudgment, Submission, TaskType,
     WorkUnit,
 )
-from annotation.services import profile_update, project_update
-from tests.factories import ComparisonFactory, ImageFactory, MembershipFactory, PromptFactory, UserFactory
+from annotation.services import project_update
+from tests.factories import MembershipFactory, UserFactory, prompts_with_all_pairs
 
 pytestmark = pytest.mark.django_db
 ALL_TYPES = [t.value for t in TaskType]
@@ -21,12 +21,7 @@ ALL_TYPES = [t.value for t in TaskType]
 @pytest.fixture
 def work_project(project):
     """`cats` with every task type on, overlap 2, no gold, 3 prompts x 3 images (9 images, 9 pairs)."""
-    for p in range(3):
-        prompt = PromptFactory(project=project, text=f"prompt {p}")
-        images = [ImageFactory(prompt=prompt) for _ in range(3)]
-        for i in range(3):
-            for j in range(i + 1, 3):
-                ComparisonFactory(prompt=prompt, image_a=images[i], image_b=images[j])
+    prompts_with_all_pairs(project, prompts=3, images_per_prompt=3)
     project_update(project=project, task_types=ALL_TYPES, overlap=2, gold_rate=0.0)
     return project
 

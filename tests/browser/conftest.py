@@ -7,6 +7,8 @@ import shutil
 
 import pytest
 
+from tests.mlworkers.conftest import chat_server, imported  # noqa: F401  (fixtures the job page tests use)
+
 # Playwright's sync API runs an event loop in this thread; the ORM calls the tests make between
 # browser steps are ordinary blocking calls on their own connection.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

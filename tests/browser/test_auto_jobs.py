@@ -12,8 +12,6 @@ from mlworkers.models import AutoAnnotationJob
 from tests.browser.test_workspace import PASSWORD
 from tests.factories import UserFactory
 from tests.mlworkers.chat_server import Reply
-from tests.mlworkers.conftest import chat_server  # noqa: F401  (fixture)
-from tests.mlworkers.test_jobs_worker import imported  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 

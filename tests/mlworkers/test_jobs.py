@@ -6,7 +6,7 @@ from rest_framework.test import APIClient
 from annotation.services import membership_set
 from mlworkers import services
 from mlworkers.models import AutoAnnotationJob
-from tests.factories import ComparisonFactory, ImageFactory, PromptFactory, UserFactory
+from tests.factories import UserFactory, prompts_with_all_pairs
 
 pytestmark = pytest.mark.django_db
 Job = AutoAnnotationJob
@@ -21,12 +21,7 @@ def judge(db):
 @pytest.fixture
 def filled_project(project):
     """`cats`: 5 prompts with 3 images each, every pair compared (15 images, 15 pairs)."""
-    for p in range(5):
-        prompt = PromptFactory(project=project, text=f"prompt {p}")
-        images = [ImageFactory(prompt=prompt) for _ in range(3)]
-        for i in range(3):
-            for j in range(i + 1, 3):
-                ComparisonFactory(prompt=prompt, image_a=images[i], image_b=images[j])
+    prompts_with_all_pairs(project, prompts=5, images_per_prompt=3)
     return project
 
 

@@ -4,26 +4,14 @@ import json
 import pytest
 from rest_framework.test import APIClient
 
-from annotation.assignment import work_units_open
-from annotation.image_sources import SourcePolicy
-from annotation.importing import manifest_import
 from annotation.models import AspectScore, PreferenceJudgment
 from annotation.services import membership_set
 from mlworkers import services
 from tests.conftest import wait_for
 from tests.factories import UserFactory
 from tests.mlworkers.chat_server import Reply
-from tests.mlworkers.test_mllm_backend import judge_dirs  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
-
-
-@pytest.fixture
-def imported(project, images_dir):
-    lines = [json.dumps({"prompt": "two cats on a sofa", "image": f"{n}.png"}) for n in "abcd"]
-    manifest_import(project=project, lines=lines, policy=SourcePolicy.from_settings(images_root=images_dir))
-    work_units_open(project=project)
-    return project
 
 
 @pytest.fixture
