@@ -158,9 +158,17 @@ def assignment_payloads(*, assignments) -> list[dict]:
     return payloads
 
 
+PROGRESS_POOL_SECONDS = 30
+
+
 def work_progress(*, project: Project, annotator, task_type: str) -> dict:
     """Today's and all-time counts of the person's live submissions, and the units still wanting
-    judgments that this person never had."""
+    judgments that this person never had.
+
+    The project-wide count of unfinished units is one scan of the pick index; it is shared
+    through the cache for PROGRESS_POOL_SECONDS, since every annotator's page asks after every
+    batch. The person's own share is a small indexed count."""
+    from django.core.cache import cache
     from django.utils import timezone
 
     from annotation.models import Assignment, Submission, WorkUnit
@@ -168,11 +176,15 @@ def work_progress(*, project: Project, annotator, task_type: str) -> dict:
     start_of_day = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
     mine = Submission.objects.filter(project=project, annotator=annotator, retracted_at__isnull=True,
                                      assignment__task_type=task_type, kind=Submission.Kind.JUDGED)
-    left = (WorkUnit.objects.filter(project=project, task_type=task_type, is_gold=False, done__lt=project.overlap)
-            .exclude(id__in=Assignment.objects.filter(annotator=annotator, project=project, task_type=task_type)
-                     .values("unit_id")))
+    unfinished = cache.get_or_set(
+        f"work-unfinished:{project.id}:{task_type}:{project.overlap}",
+        lambda: WorkUnit.objects.filter(project=project, task_type=task_type, is_gold=False,
+                                        done__lt=project.overlap).count(),
+        PROGRESS_POOL_SECONDS)
+    had = Assignment.objects.filter(annotator=annotator, project=project, task_type=task_type, unit__is_gold=False,
+                                    unit__done__lt=project.overlap).count()
     return {"done_today": mine.filter(created_at__gte=start_of_day).count(), "done_total": mine.count(),
-            "left_in_project": left.count()}
+            "left_in_project": max(0, unfinished - had)}
 
 
 def project_progress(*, project: Project) -> dict:

@@ -20,6 +20,15 @@ from tests.factories import MembershipFactory, ProjectFactory, UserFactory
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """Each test starts with an empty cache (progress figures and sessions are cached)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
 # --- images and manifests ----------------------------------------------------------------
 
 def image_bytes(color=(200, 30, 30), size=(64, 48), fmt="PNG") -> bytes:
