@@ -156,7 +156,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Model work goes to GPU workers (`-Q gpu`); planning and imports to the default queue.
-CELERY_TASK_ROUTES = {"mlworkers.auto_job_chunk": {"queue": "gpu"}, "mlworkers.auto_job_start": {"queue": "default"}}
+CELERY_TASK_ROUTES = {"mlworkers.auto_job_chunk": {"queue": "gpu"}, "mlworkers.auto_job_start": {"queue": "default"},
+                      "curation.filter_run_execute": {"queue": "default"}}
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
@@ -185,6 +186,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "TaskTypeEnum": "annotation.models.TaskType",
         "ExperienceEnum": "annotation.models.AnnotatorProfile.Experience",
+        "FilterRunStatusEnum": "curation.models.FilterRun.Status",
     },
 }
 

@@ -19,6 +19,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("annotation.urls")),
     path("api/v1/", include("mlworkers.urls")),
+    path("api/v1/", include("curation.urls")),
     re_path(r"^api/", api_not_found),
     path("", include("frontend.urls")),
 ]

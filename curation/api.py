@@ -1,0 +1,86 @@
+"""Filter runs through the API: researchers start them and read the report and verdicts as JSON."""
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation.api import ListApi
+from annotation.api_support import ErrorSerializer
+from annotation.selectors import MANAGER_ROLES, project_get_for_user, project_role
+from curation import services
+from curation.models import FilterRun, UnitVerdict
+
+ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404)}
+
+
+class FilterRunSerializer(serializers.ModelSerializer):
+    project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = FilterRun
+        fields = ["id", "project", "name", "version", "rules", "status", "message", "summary", "created_at",
+                  "started_at", "finished_at"]
+
+
+class FilterRunInputSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    rules = serializers.JSONField(required=False, default=dict, help_text="Rules and thresholds; see docs/curation.md.")
+
+
+class UnitVerdictSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = UnitVerdict
+        fields = ["comparison", "keep", "consensus", "confidence", "reasons"]
+
+
+def _run_for_user(user, run_id) -> FilterRun:
+    run = FilterRun.objects.select_related("project").filter(pk=run_id).first()
+    if run is None or project_role(user=user, project=run.project) not in MANAGER_ROLES:
+        raise NotFound(f"No filter run {run_id} that you can see.")
+    return run
+
+
+class FilterRunListCreateApi(ListApi):
+    serializer_class = FilterRunSerializer
+
+    def rows(self):
+        project = project_get_for_user(user=self.request.user, slug=self.kwargs["slug"], manage=True)
+        return FilterRun.objects.filter(project=project).select_related("project")
+
+    @extend_schema(operation_id="filter_runs_list", responses={200: FilterRunSerializer(many=True), **ERRORS})
+    def get(self, request, slug):
+        return self.list_response()
+
+    @extend_schema(operation_id="filter_runs_create", request=FilterRunInputSerializer,
+                   responses={202: FilterRunSerializer, **ERRORS})
+    def post(self, request, slug):
+        project = project_get_for_user(user=request.user, slug=slug, manage=True)
+        data = FilterRunInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        run = services.filter_run_create(project=project, created_by=request.user, **data.validated_data)
+        return Response(FilterRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+
+class FilterRunDetailApi(APIView):
+    @extend_schema(operation_id="filter_runs_retrieve", responses={200: FilterRunSerializer, **ERRORS})
+    def get(self, request, run_id):
+        return Response(FilterRunSerializer(_run_for_user(request.user, run_id)).data)
+
+
+@extend_schema_view(get=extend_schema(
+    operation_id="filter_runs_verdicts_list", responses={200: UnitVerdictSerializer(many=True), **ERRORS},
+    parameters=[OpenApiParameter("keep", bool, description="Only kept (true) or dropped (false) units.")]))
+class FilterRunVerdictListApi(ListApi):
+    serializer_class = UnitVerdictSerializer
+
+    def rows(self):
+        run = _run_for_user(self.request.user, self.kwargs["run_id"])
+        verdicts = UnitVerdict.objects.filter(run=run).order_by("id")
+        keep = self.request.query_params.get("keep")
+        if keep in ("true", "false"):
+            verdicts = verdicts.filter(keep=keep == "true")
+        return verdicts
+
+    def get(self, request, run_id):
+        return self.list_response()

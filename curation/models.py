@@ -1,0 +1,50 @@
+"""Filter runs: a named, versioned set of rules applied to a project's judgments, and the
+keep / drop verdict with its reasons for every unit. Raw judgments are never touched."""
+from django.conf import settings
+from django.db import models
+
+from annotation.models import Comparison, Project
+
+
+class FilterRun(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="filter_runs")
+    name = models.CharField(max_length=100)
+    version = models.PositiveIntegerField(help_text="1, 2, ... per project and name.")
+    rules = models.JSONField(help_text="The rules and thresholds, complete with defaults.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    message = models.TextField(blank=True)
+    summary = models.JSONField(default=dict, blank=True, help_text="The report's figures.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [models.UniqueConstraint(fields=["project", "name", "version"], name="filter_run_unique_version")]
+
+    def __str__(self):
+        return f"{self.name} v{self.version} on {self.project_id} ({self.status})"
+
+
+class UnitVerdict(models.Model):
+    """Keep or drop one pairwise unit, with every reason, and the consensus it rests on."""
+
+    run = models.ForeignKey(FilterRun, on_delete=models.CASCADE, related_name="verdicts")
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="+", db_index=False)
+    keep = models.BooleanField()
+    consensus = models.CharField(max_length=10, help_text="a, b, tie or undecided")
+    confidence = models.FloatField(null=True)
+    reasons = models.JSONField(default=list)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["comparison", "run"], name="unit_verdict_once_per_run")]
+        indexes = [models.Index(fields=["run", "keep"], name="unit_verdict_run_keep_idx")]

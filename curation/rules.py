@@ -1,0 +1,56 @@
+"""The rules of a filter run, with their defaults and checks (a bad value names the rule)."""
+from dataclasses import asdict, dataclass, fields
+
+from django.core.exceptions import ValidationError
+
+
+@dataclass(frozen=True)
+class FilterRules:
+    aspect: str = "overall"
+    consensus: str = "dawid_skene"  # or "majority"
+    min_judgments: int = 2  # human judgments a unit needs (after excluded raters are left out)
+    min_confidence: float = 0.6  # posterior (weighted) or vote-margin share (majority) to keep a side
+    drop_ties: bool = False
+    tie_threshold: float = 0.5  # tie share above which a unit is a tie
+    exclude_position_biased: bool = True
+    position_bias_p: float = 0.001  # binomial test level for "always one side"
+    min_rater_agreement: float | None = 0.55  # leave-one-out agreement below which a rater is left out
+    bootstrap_resamples: int = 200
+    seed: int = 0
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> "FilterRules":
+        data = dict(data or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValidationError({"rules": f"unknown rule(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"})
+        rules = cls(**data)
+        rules.check()
+        return rules
+
+    def check(self) -> None:
+        def bad(name, why):
+            raise ValidationError({"rules": f"{name}: {why} (got {getattr(self, name)!r})"})
+
+        if self.consensus not in ("dawid_skene", "majority"):
+            bad("consensus", "must be dawid_skene or majority")
+        if not isinstance(self.min_judgments, int) or isinstance(self.min_judgments, bool) or self.min_judgments < 1:
+            bad("min_judgments", "must be a whole number of at least 1")
+        for name in ("min_confidence", "tie_threshold"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
+                bad(name, "must lie between 0 and 1")
+        if not isinstance(self.position_bias_p, (int, float)) or not 0 < self.position_bias_p < 1:
+            bad("position_bias_p", "must lie strictly between 0 and 1")
+        if self.min_rater_agreement is not None and (
+                not isinstance(self.min_rater_agreement, (int, float)) or not 0 <= self.min_rater_agreement <= 1):
+            bad("min_rater_agreement", "must lie between 0 and 1, or be null")
+        if not isinstance(self.bootstrap_resamples, int) or not 0 <= self.bootstrap_resamples <= 10_000:
+            bad("bootstrap_resamples", "must be a whole number from 0 to 10000")
+        for name in ("drop_ties", "exclude_position_biased"):
+            if not isinstance(getattr(self, name), bool):
+                bad(name, "must be true or false")
+
+    def as_json(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,141 @@
+"""Filter runs: create one (checked rules, next version), and execute it (a Celery task calls
+this). The same rules on the same judgments give the same verdicts: every step is seeded."""
+import math
+
+import numpy as np
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from annotation.models import MachineAnnotator, Project
+from curation.agreement import consensus_agreement, krippendorff_alpha_bootstrap
+from curation.aggregation import majority_consensus, weighted_consensus
+from curation.judgments import CHOICE_NAMES, CHOICE_TIE, PairwiseJudgments, Ratings
+from curation.loading import pairwise_judgments_load
+from curation.models import FilterRun, UnitVerdict
+from curation.reliability import position_bias
+from curation.rules import FilterRules
+
+
+@transaction.atomic
+def filter_run_create(*, project: Project, name: str, rules: dict | None, created_by=None) -> FilterRun:
+    """Record a run of `rules` (defaults filled in) as the next version of `name`; it runs after commit."""
+    checked = FilterRules.from_json(rules)
+    if checked.aspect != "overall" and checked.aspect not in project.aspect_keys:
+        from django.core.exceptions import ValidationError
+
+        raise ValidationError({"rules": f"aspect: {checked.aspect!r} is not an aspect of this project"})
+    last = (FilterRun.objects.select_for_update().filter(project=project, name=name).order_by("-version")
+            .values_list("version", flat=True).first())
+    run = FilterRun.objects.create(project=project, name=name, version=(last or 0) + 1, rules=checked.as_json(),
+                                   created_by=created_by)
+    from curation.tasks import filter_run_execute_task
+
+    transaction.on_commit(lambda: filter_run_execute_task.delay(run.pk))
+    return run
+
+
+def filter_run_execute(*, run_id: int) -> FilterRun:
+    run = FilterRun.objects.select_related("project").get(pk=run_id)
+    if run.status != FilterRun.Status.PENDING:
+        return run
+    FilterRun.objects.filter(pk=run.pk).update(status=FilterRun.Status.RUNNING, started_at=timezone.now())
+    try:
+        summary, verdicts = _evaluate(run)
+        with transaction.atomic():
+            UnitVerdict.objects.filter(run=run).delete()
+            UnitVerdict.objects.bulk_create(verdicts, batch_size=5000)
+            FilterRun.objects.filter(pk=run.pk).update(status=FilterRun.Status.SUCCEEDED, summary=summary,
+                                                       message=summary.get("message", ""), finished_at=timezone.now())
+    except Exception as exc:
+        FilterRun.objects.filter(pk=run.pk).update(status=FilterRun.Status.FAILED, finished_at=timezone.now(),
+                                                   message=f"{exc.__class__.__name__}: {exc}"[:2000])
+        raise
+    run.refresh_from_db()
+    return run
+
+
+def _evaluate(run: FilterRun):
+    rules = FilterRules.from_json(run.rules)
+    loaded = pairwise_judgments_load(project_id=run.project_id, aspect=rules.aspect, source="human")
+    j = loaded.judgments
+    if len(j) == 0:
+        return {"message": "no human judgments on this aspect yet: nothing to filter", "judgments": 0,
+                "units": 0, "kept": 0, "dropped": 0, "raters": []}, []
+
+    bias = position_bias(j, alpha_level=rules.position_bias_p)
+    agreement = consensus_agreement(j)
+    excluded: dict[int, str] = {}
+    for r in range(j.n_raters):
+        if rules.exclude_position_biased and bool(bias.flagged[r]):
+            excluded[r] = (f"position bias: chose the left image {bias.left_share[r]:.0%} of "
+                           f"{int(bias.n_sided[r])} times (p = {bias.p_value[r]:.1e})")
+        elif (rules.min_rater_agreement is not None and not math.isnan(agreement.agreement[r])
+              and agreement.agreement[r] < rules.min_rater_agreement):
+            excluded[r] = (f"agreement with the others' consensus {agreement.agreement[r]:.2f} "
+                           f"below {rules.min_rater_agreement:.2f}")
+    keep_rows = ~np.isin(j.rater, np.fromiter(excluded, dtype=np.int64, count=len(excluded)))
+    kept = PairwiseJudgments.from_arrays(
+        unit=j.unit[keep_rows], rater=j.rater[keep_rows], choice=j.choice[keep_rows],
+        left_is_a=j.left_is_a[keep_rows], seconds=j.seconds[keep_rows], n_units=j.n_units, n_raters=j.n_raters)
+
+    if rules.consensus == "majority":
+        consensus = majority_consensus(kept, min_judgments=rules.min_judgments, min_margin=rules.min_confidence)
+    else:
+        consensus = weighted_consensus(kept, min_judgments=rules.min_judgments, min_posterior=rules.min_confidence,
+                                       tie_threshold=rules.tie_threshold, seed=rules.seed)
+    dropped_by_rater = np.bincount(j.unit[~keep_rows], minlength=j.n_units)
+
+    verdicts, n_kept = [], 0
+    for unit in range(j.n_units):
+        verdict = int(consensus.verdict[unit])
+        reasons = []
+        if verdict < 0:
+            reasons.append(consensus.reason_text(unit))
+        elif verdict == CHOICE_TIE and rules.drop_ties:
+            reasons.append(f"{consensus.reason_text(unit)}; ties are dropped by this run")
+        if reasons and dropped_by_rater[unit]:
+            reasons.append(f"{int(dropped_by_rater[unit])} judgment(s) from excluded raters left out")
+        keep = not reasons
+        n_kept += keep
+        confidence = float(consensus.confidence[unit])
+        verdicts.append(UnitVerdict(run=run, comparison_id=int(loaded.comparison_ids[unit]), keep=keep,
+                                    consensus=CHOICE_NAMES[verdict] if verdict >= 0 else "undecided",
+                                    confidence=None if math.isnan(confidence) else round(confidence, 6),
+                                    reasons=reasons))
+
+    alpha = krippendorff_alpha_bootstrap(Ratings.from_pairwise(kept), n_resamples=max(1, rules.bootstrap_resamples),
+                                         seed=rules.seed)
+    summary = {
+        "judgments": len(j), "judgments_used": int(keep_rows.sum()), "units": j.n_units, "kept": n_kept,
+        "dropped": j.n_units - n_kept,
+        "alpha": _number(alpha.alpha), "alpha_ci": [_number(alpha.ci_low), _number(alpha.ci_high)],
+        "alpha_message": alpha.message or "",
+        "consensus_method": consensus.method,
+        "raters": _rater_table(loaded.rater_ids, j, bias, agreement, excluded),
+    }
+    if consensus.message:
+        summary["message"] = consensus.message
+    return summary, verdicts
+
+
+def _number(value) -> float | None:
+    value = float(value)
+    return None if math.isnan(value) else round(value, 6)
+
+
+def _rater_table(rater_ids, j, bias, agreement, excluded) -> list[dict]:
+    names = dict(get_user_model().objects.filter(id__in=[int(i) for i in rater_ids if i > 0])
+                 .values_list("id", "username"))
+    machines = dict(MachineAnnotator.objects.filter(id__in=[-int(i) for i in rater_ids if i < 0])
+                    .values_list("id", "name"))
+    counts = np.bincount(j.rater, minlength=j.n_raters)
+    rows = []
+    for r, rater_id in enumerate(rater_ids):
+        rater_id = int(rater_id)
+        rows.append({
+            "rater": names.get(rater_id) if rater_id > 0 else f"machine:{machines.get(-rater_id)}",
+            "judgments": int(counts[r]), "left_share": _number(bias.left_share[r]), "p_value": _number(bias.p_value[r]),
+            "agreement": _number(agreement.agreement[r]), "excluded": excluded.get(r, ""),
+        })
+    return rows

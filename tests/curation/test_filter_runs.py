@@ -1,0 +1,161 @@
+"""Filter runs over judgments in the database: verdicts with reasons, determinism, the report."""
+import random
+
+import pytest
+from django.core.exceptions import ValidationError
+from rest_framework.test import APIClient
+
+from annotation.models import PreferenceJudgment, Source
+from curation import services
+from curation.models import UnitVerdict
+from tests.conftest import client_for, wait_for
+from tests.factories import ComparisonFactory, MembershipFactory, PromptFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def simulated_crowd(project, *, units=120, seed=3):
+    """5 reliable raters (90% right), 1 always-left rater, 1 random clicker, on `units` pairs
+    whose true winner is a when the unit index is even. Sides are shown at random."""
+    rng = random.Random(seed)
+    prompt = PromptFactory(project=project)
+    comparisons = [ComparisonFactory(prompt=prompt) for _ in range(units)]
+    raters = {name: MembershipFactory(project=project, user=UserFactory(username=name)).user
+              for name in ["r1", "r2", "r3", "r4", "r5", "lefty", "clicker"]}
+    rows = []
+    for index, comparison in enumerate(comparisons):
+        truth = "a" if index % 2 == 0 else "b"
+        for name, user in raters.items():
+            a_left = rng.random() < 0.5
+            if name == "lefty":
+                choice = "a" if a_left else "b"
+            elif name == "clicker":
+                choice = rng.choice(["a", "b"])
+            else:
+                choice = truth if rng.random() < 0.9 else ("b" if truth == "a" else "a")
+            rows.append(PreferenceJudgment(
+                project=project, source=Source.HUMAN, annotator=user, comparison=comparison, aspect="overall",
+                choice=choice, left_image=comparison.image_a if a_left else comparison.image_b, latency_ms=1200))
+    PreferenceJudgment.objects.bulk_create(rows)
+    return comparisons
+
+
+def run_filter(project, rules=None, name="default"):
+    run = services.filter_run_create(project=project, name=name, rules=rules)
+    return services.filter_run_execute(run_id=run.pk)
+
+
+def test_filter_run_excludes_the_biased_and_random_raters_and_recovers_the_truth(project):
+    comparisons = simulated_crowd(project)
+
+    run = run_filter(project)
+
+    raters = {row["rater"]: row for row in run.summary["raters"]}
+    assert raters["lefty"]["excluded"].startswith("position bias")
+    assert "agreement" in raters["clicker"]["excluded"]
+    assert all(not raters[f"r{i}"]["excluded"] for i in range(1, 6))
+    verdicts = {v.comparison_id: v for v in UnitVerdict.objects.filter(run=run)}
+    kept = [v for v in verdicts.values() if v.keep]
+    correct = sum(v.consensus == ("a" if i % 2 == 0 else "b")
+                  for i, c in enumerate(comparisons) if (v := verdicts[c.id]).keep)
+    assert run.status == "succeeded" and len(verdicts) == 120
+    assert len(kept) >= 110 and correct / len(kept) >= 0.97, (len(kept), correct)
+    assert run.summary["alpha"] is not None and run.summary["alpha_ci"][0] <= run.summary["alpha"]
+
+
+def test_every_dropped_unit_says_why(project):
+    simulated_crowd(project, units=40)
+
+    run = run_filter(project, {"min_judgments": 6})  # more than the 5 trusted raters give
+
+    dropped = UnitVerdict.objects.filter(run=run, keep=False)
+    assert dropped.count() == 40
+    assert all("at least 6 needed" in v.reasons[0] for v in dropped)
+    assert all("excluded raters left out" in v.reasons[-1] for v in dropped)
+
+
+def test_the_same_rules_on_the_same_data_give_the_same_verdicts(project):
+    simulated_crowd(project, units=60)
+
+    first = run_filter(project)
+    second = run_filter(project)
+
+    def verdicts(run):
+        return list(UnitVerdict.objects.filter(run=run).order_by("comparison_id")
+                    .values_list("comparison_id", "keep", "consensus", "confidence", "reasons"))
+
+    assert (first.version, second.version) == (1, 2)
+    assert verdicts(first) == verdicts(second) and first.summary == second.summary
+
+
+def test_raw_judgments_are_never_touched(project):
+    simulated_crowd(project, units=20)
+    before = list(PreferenceJudgment.objects.order_by("id").values_list("id", "choice", "retracted_at"))
+
+    run_filter(project)
+
+    assert list(PreferenceJudgment.objects.order_by("id").values_list("id", "choice", "retracted_at")) == before
+
+
+def test_a_project_without_judgments_gets_a_message_not_a_crash(project):
+    run = run_filter(project)
+
+    assert run.status == "succeeded" and "no human judgments" in run.message and run.summary["units"] == 0
+
+
+def test_all_ties_are_ties_and_can_be_dropped(project):
+    comparison = ComparisonFactory(prompt=PromptFactory(project=project))
+    for name in ["a1", "a2", "a3"]:
+        user = MembershipFactory(project=project, user=UserFactory(username=name)).user
+        PreferenceJudgment.objects.create(project=project, source=Source.HUMAN, annotator=user, comparison=comparison,
+                                          choice="tie", left_image=comparison.image_a)
+
+    kept = run_filter(project, {"min_rater_agreement": None})
+    dropped = run_filter(project, {"min_rater_agreement": None, "drop_ties": True}, name="no-ties")
+
+    assert UnitVerdict.objects.get(run=kept).consensus == "tie" and UnitVerdict.objects.get(run=kept).keep
+    verdict = UnitVerdict.objects.get(run=dropped)
+    assert not verdict.keep and "ties are dropped" in verdict.reasons[0]
+
+
+@pytest.mark.parametrize(("rules", "words"), [
+    ({"min_confidence": 1.5}, "min_confidence: must lie between 0 and 1"),
+    ({"min_judgments": 0}, "min_judgments: must be a whole number"),
+    ({"consensus": "vibes"}, "consensus: must be dawid_skene or majority"),
+    ({"position_bias_p": 0}, "position_bias_p"),
+    ({"min_rater_agreement": -0.1}, "min_rater_agreement"),
+    ({"aspect": "taste"}, "'taste' is not an aspect"),
+    ({"threshold": 3}, "unknown rule(s) threshold"),
+])
+def test_rules_out_of_range_are_refused_by_name(project, rules, words):
+    with pytest.raises(ValidationError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        services.filter_run_create(project=project, name="bad", rules=rules)
+
+
+def test_report_and_dropped_units_through_the_api(project, researcher, annotator):
+    simulated_crowd(project, units=30)
+    run = run_filter(project, {"min_judgments": 6})
+    client = client_for(researcher)
+
+    report = client.get(f"/api/v1/filter-runs/{run.pk}/").json()
+    dropped = client.get(f"/api/v1/filter-runs/{run.pk}/verdicts/?keep=false").json()
+
+    assert report["summary"]["dropped"] == 30 and report["rules"]["min_judgments"] == 6
+    assert dropped["count"] == 30 and dropped["results"][0]["reasons"]
+    assert client_for(annotator).get(f"/api/v1/filter-runs/{run.pk}/").status_code == 404
+    refused = client_for(researcher).post("/api/v1/projects/cats/filter-runs/",
+                                          {"name": "x", "rules": {"min_confidence": 2}}, format="json")
+    assert refused.status_code == 400 and "min_confidence" in refused.json()["message"]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.worker
+def test_a_filter_run_started_through_the_api_runs_on_a_worker(celery_worker_process, project, researcher):
+    simulated_crowd(project, units=30)
+    client = client_for(researcher)
+
+    created = client.post("/api/v1/projects/cats/filter-runs/", {"name": "api"}, format="json")
+    run = wait_for(lambda: (lambda r: r if r["status"] in ("succeeded", "failed") else None)(
+        client.get(f"/api/v1/filter-runs/{created.json()['id']}/").json()), what="the filter run")
+
+    assert run["status"] == "succeeded" and run["summary"]["units"] == 30
