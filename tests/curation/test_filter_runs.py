@@ -3,7 +3,6 @@ import random
 
 import pytest
 from django.core.exceptions import ValidationError
-from rest_framework.test import APIClient
 
 from annotation.models import PreferenceJudgment, Source
 from curation import services
