@@ -12,4 +12,6 @@ urlpatterns = [
     path("projects/<slug:slug>/progress/", views.project_progress, name="project-progress"),
     path("projects/<slug:slug>/auto-jobs/", views.auto_jobs, name="auto-jobs"),
     path("auto-jobs/<int:job_id>/", views.auto_job, name="auto-job"),
+    path("projects/<slug:slug>/filter-runs/", views.filter_runs, name="filter-runs"),
+    path("filter-runs/<int:run_id>/", views.filter_run, name="filter-run"),
 ]

@@ -162,3 +162,53 @@ def auto_job(request, job_id: int):
     except NotFound:
         raise Http404(f"No auto-annotation job {job_id} that you can see.") from None
     return render(request, "frontend/auto_job.html", {"job": job})
+
+
+@login_required
+def filter_runs(request, slug: str):
+    """Researchers start filter runs and see the project's runs."""
+    import json as _json
+
+    from curation.models import FilterRun
+    from curation.rules import FilterRules
+
+    project = _project_or_404(request.user, slug, manage=True)
+    return render(request, "frontend/filter_runs.html", {
+        "project": project, "runs": FilterRun.objects.filter(project=project)[:100],
+        "default_rules": _json.dumps(FilterRules().as_json(), indent=1),
+    })
+
+
+DROPPED_SHOWN = 200
+
+
+@login_required
+def filter_run(request, run_id: int):
+    """A run's report: figures, annotators (table and plot), dropped units with images and votes."""
+    from django.core.files.storage import default_storage
+
+    from annotation.models import PreferenceJudgment
+    from curation.models import FilterRun, UnitVerdict
+
+    run = FilterRun.objects.select_related("project").filter(pk=run_id).first()
+    if run is None or not _can_manage(request.user, run.project):
+        raise Http404(f"No filter run {run_id} that you can see.")
+    raters = run.summary.get("raters", [])
+    most = max([r["judgments"] for r in raters] or [1])
+    plot = [{"x": 40 + 420 * r["judgments"] / most, "y": 220 - 200 * (r["agreement"] or 0),
+             "excluded": bool(r["excluded"]), "label": f"{r['rater']}: {r['judgments']} judgments, "
+                                                       f"agreement {r['agreement']}"} for r in raters]
+    verdicts = list(UnitVerdict.objects.filter(run=run, keep=False)
+                    .select_related("comparison__prompt", "comparison__image_a", "comparison__image_b")
+                    .order_by("id")[:DROPPED_SHOWN + 1])
+    votes = {}
+    for comparison_id, choice in (PreferenceJudgment.objects.filter(
+            comparison_id__in=[v.comparison_id for v in verdicts], aspect=run.rules.get("aspect", "overall"),
+            source="human", retracted_at__isnull=True).values_list("comparison_id", "choice")):
+        votes.setdefault(comparison_id, []).append(choice)
+    dropped = [{"verdict": v, "prompt": v.comparison.prompt.text[:120],
+                "image_a": default_storage.url(v.comparison.image_a.preview_key),
+                "image_b": default_storage.url(v.comparison.image_b.preview_key),
+                "judgments": ", ".join(sorted(votes.get(v.comparison_id, [])))} for v in verdicts[:DROPPED_SHOWN]]
+    return render(request, "frontend/filter_run.html", {"run": run, "plot": plot, "dropped": dropped,
+                                                        "dropped_more": len(verdicts) > DROPPED_SHOWN})

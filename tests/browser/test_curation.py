@@ -1,0 +1,44 @@
+"""A researcher runs a filter from the browser, reads the report and sees why units were dropped."""
+import pytest
+
+from tests.browser.test_workspace import PASSWORD
+from tests.curation.test_filter_runs import simulated_crowd
+
+pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+
+def test_researcher_runs_a_filter_and_reads_why_units_were_dropped(page, live_server, celery_worker_process,
+                                                                    project, researcher):
+    simulated_crowd(project, units=30)
+    page.goto(f"{live_server.url}/accounts/login/?next=/projects/cats/filter-runs/")
+    page.get_by_test_id("login-username").fill("rita")
+    page.get_by_test_id("login-password").fill(PASSWORD)
+    page.get_by_test_id("login-submit").click()
+    page.wait_for_url("**/projects/cats/filter-runs/")
+
+    page.get_by_test_id("filter-name").fill("strict")
+    page.get_by_test_id("filter-rules").fill('{"min_judgments": 6}')
+    page.get_by_test_id("filter-submit").click()
+    page.wait_for_url("**/filter-runs/*/")
+    page.get_by_test_id("run-dropped").wait_for(timeout=60_000)
+
+    assert page.get_by_test_id("run-status").inner_text() == "succeeded"
+    assert page.get_by_test_id("run-dropped").inner_text() == "30"
+    assert "position bias" in page.get_by_test_id("run-rater-lefty").inner_text()
+    first_dropped = page.locator("[data-testid^=dropped-]").first
+    assert "at least 6 needed" in first_dropped.inner_text()
+    assert page.get_by_test_id("reliability-plot").locator("circle").count() == 7
+
+
+def test_bad_rules_are_refused_in_the_page(page, live_server, project, researcher):
+    page.goto(f"{live_server.url}/accounts/login/?next=/projects/cats/filter-runs/")
+    page.get_by_test_id("login-username").fill("rita")
+    page.get_by_test_id("login-password").fill(PASSWORD)
+    page.get_by_test_id("login-submit").click()
+    page.wait_for_url("**/projects/cats/filter-runs/")
+
+    page.get_by_test_id("filter-rules").fill('{"min_confidence": 3}')
+    page.get_by_test_id("filter-submit").click()
+
+    page.get_by_test_id("filter-error").wait_for(state="visible")
+    assert "min_confidence" in page.get_by_test_id("filter-error").inner_text()
