@@ -406,3 +406,37 @@ PreferenceListApi = _judgment_list_api("preferences", PreferenceJudgment, ["comp
 AspectScoreListApi = _judgment_list_api("aspect-scores", AspectScore, ["image", "aspect", "value"])
 PersonalRatingListApi = _judgment_list_api("personal-ratings", PersonalRating, ["image", "value"])
 ArtifactFlagListApi = _judgment_list_api("artifact-flags", ArtifactFlag, ["image", "has_artifacts", "reasons"])
+
+
+class MemberSuspendApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "MemberSuspendInput"
+
+        reason = serializers.CharField(max_length=500)
+
+    @extend_schema(operation_id="members_suspend", request=InputSerializer,
+                   responses={200: MembershipOutputSerializer, **ERRORS})
+    def post(self, request, slug, username):
+        """Suspend a member: leases return to the pool; their judgments are set aside, not deleted."""
+        project = selectors.project_get_for_user(user=request.user, slug=slug, manage=True)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = _member(project, username)
+        membership = services.membership_suspend(project=project, user=user, reason=data.validated_data["reason"])
+        return Response(MembershipOutputSerializer(membership).data)
+
+
+class MemberReinstateApi(APIView):
+    @extend_schema(operation_id="members_reinstate", request=None, responses={200: MembershipOutputSerializer, **ERRORS})
+    def post(self, request, slug, username):
+        project = selectors.project_get_for_user(user=request.user, slug=slug, manage=True)
+        membership = services.membership_reinstate(project=project, user=_member(project, username))
+        return Response(MembershipOutputSerializer(membership).data)
+
+
+def _member(project, username):
+    user = _user_by_name(username)
+    if not Membership.objects.filter(project=project, user=user).exists():
+        raise NotFound(f"{username!r} is not a member of {project.slug!r}.")
+    return user

@@ -58,6 +58,9 @@ def _membership_for_work(request, slug, task_type=None):
 
 class WorkNextApi(APIView):
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "WorkNextInput"
+
         task_type = serializers.ChoiceField(choices=TaskType.choices)
         count = serializers.IntegerField(min_value=1, max_value=10, default=3)
 
@@ -99,6 +102,9 @@ class SubmitResultSerializer(serializers.Serializer):
 
 class WorkSubmitApi(APIView):
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "WorkSubmitInput"
+
         submissions = serializers.ListField(child=serializers.DictField(), min_length=1, max_length=50)
 
     class OutputSerializer(serializers.Serializer):

@@ -260,6 +260,8 @@ class Judgment(models.Model):
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     is_gold = models.BooleanField(default=False)
     retracted_at = models.DateTimeField(null=True, blank=True, help_text="Set by undo; the row stays.")
+    excluded_reason = models.CharField(max_length=300, blank=True,
+                                       help_text="Set while the annotator is suspended: curation leaves the row out.")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

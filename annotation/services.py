@@ -184,3 +184,53 @@ def profile_update(*, user, consent: bool | None = None, **fields) -> AnnotatorP
     profile.full_clean()
     profile.save()
     return profile
+
+
+SUSPENSION_MARK = "annotator suspended"
+
+
+def _judgment_models():
+    from annotation.models import ArtifactFlag, AspectScore, PersonalRating, PreferenceJudgment
+
+    return (PreferenceJudgment, AspectScore, PersonalRating, ArtifactFlag)
+
+
+@transaction.atomic
+def membership_suspend(*, project: Project, user, reason: str) -> Membership:
+    """Stop a person's work on a project: their leases return to the pool now, and their past
+    judgments are marked (never deleted) so curation leaves them out until reinstatement."""
+    from annotation.assignment import _units_add, _units_locked
+    from annotation.models import Assignment
+
+    membership = Membership.objects.select_for_update().get(project=project, user=user)
+    membership.status = Membership.Status.SUSPENDED
+    membership.status_reason = reason[:500]
+    membership.status_changed_at = timezone.now()
+    membership.save(update_fields=["status", "status_reason", "status_changed_at"])
+    leases = list(Assignment.objects.select_for_update().filter(project=project, annotator=user,
+                                                                status=Assignment.Status.ACTIVE)
+                  .values_list("id", "unit_id"))
+    if leases:
+        Assignment.objects.filter(id__in=[a for a, _ in leases]).update(status=Assignment.Status.EXPIRED,
+                                                                         finished_at=timezone.now())
+        units = sorted(u for _, u in leases)
+        _units_locked(units)
+        _units_add(units, leased=-1)
+    for model in _judgment_models():
+        model.objects.filter(project=project, annotator=user, excluded_reason="").update(
+            excluded_reason=f"{SUSPENSION_MARK}: {reason}"[:300])
+    return membership
+
+
+@transaction.atomic
+def membership_reinstate(*, project: Project, user) -> Membership:
+    """Undo a suspension: the person may work again and their judgments count again."""
+    membership = Membership.objects.select_for_update().get(project=project, user=user)
+    membership.status = Membership.Status.ACTIVE
+    membership.status_reason = ""
+    membership.status_changed_at = timezone.now()
+    membership.save(update_fields=["status", "status_reason", "status_changed_at"])
+    for model in _judgment_models():
+        model.objects.filter(project=project, annotator=user,
+                             excluded_reason__startswith=SUSPENSION_MARK).update(excluded_reason="")
+    return membership

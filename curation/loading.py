@@ -31,11 +31,12 @@ class LoadedPairwise:
 
 def pairwise_judgments_load(*, project_id: int, aspect: str = "overall", source: str = "human",
                             machine_version: str | None = None) -> LoadedPairwise:
-    """Live (not retracted) preference judgments of one project and aspect, in the order they
-    were made. `source`: human, machine or all; `machine_version` keeps one annotator version."""
+    """Live preference judgments (not retracted, not set aside by a suspension) of one project
+    and aspect, in the order they were made. `source`: human, machine or all; `machine_version` keeps one annotator version."""
     if source not in _SOURCES:
         raise ValueError(f"source must be one of {', '.join(_SOURCES)}, not {source!r}")
-    where = [f"j.project_id = {int(project_id)}", _SOURCES[source], "j.retracted_at IS NULL"]
+    where = [f"j.project_id = {int(project_id)}", _SOURCES[source], "j.retracted_at IS NULL",
+             "j.excluded_reason = ''"]
     params = [aspect]
     where.append("j.aspect = %s")
     if machine_version is not None:

@@ -15,6 +15,7 @@ class FilterRules:
     exclude_position_biased: bool = True
     position_bias_p: float = 0.001  # binomial test level for "always one side"
     min_rater_agreement: float | None = 0.55  # leave-one-out agreement below which a rater is left out
+    suspend_excluded_raters: bool = False  # suspend the raters these rules leave out (researchers reinstate)
     bootstrap_resamples: int = 200
     seed: int = 0
 
@@ -48,7 +49,7 @@ class FilterRules:
             bad("min_rater_agreement", "must lie between 0 and 1, or be null")
         if not isinstance(self.bootstrap_resamples, int) or not 0 <= self.bootstrap_resamples <= 10_000:
             bad("bootstrap_resamples", "must be a whole number from 0 to 10000")
-        for name in ("drop_ties", "exclude_position_biased"):
+        for name in ("drop_ties", "exclude_position_biased", "suspend_excluded_raters"):
             if not isinstance(getattr(self, name), bool):
                 bad(name, "must be true or false")
 

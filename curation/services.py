@@ -45,6 +45,8 @@ def filter_run_execute(*, run_id: int) -> FilterRun:
         with transaction.atomic():
             UnitVerdict.objects.filter(run=run).delete()
             UnitVerdict.objects.bulk_create(verdicts, batch_size=5000)
+            if run.rules.get("suspend_excluded_raters"):
+                summary["suspended"] = _suspend_excluded(run, summary)
             FilterRun.objects.filter(pk=run.pk).update(status=FilterRun.Status.SUCCEEDED, summary=summary,
                                                        message=summary.get("message", ""), finished_at=timezone.now())
     except Exception as exc:
@@ -117,6 +119,19 @@ def _evaluate(run: FilterRun):
     if consensus.message:
         summary["message"] = consensus.message
     return summary, verdicts
+
+
+def _suspend_excluded(run, summary) -> list[str]:
+    """Suspend the people this run left out (machines are never members); returns their names."""
+    from annotation.services import membership_suspend
+
+    names = [r["rater"] for r in summary["raters"] if r["excluded"] and not r["rater"].startswith("machine:")]
+    users = {u.username: u for u in get_user_model().objects.filter(username__in=names)}
+    for row in summary["raters"]:
+        if row["rater"] in users:
+            membership_suspend(project=run.project, user=users[row["rater"]],
+                               reason=f"filter run {run.name} v{run.version}: {row['excluded']}")
+    return sorted(users)
 
 
 def _number(value) -> float | None:

@@ -256,3 +256,17 @@ def test_malformed_json_answers_400_in_the_error_shape(researcher):
     response = client_for(researcher).generic("POST", "/api/v1/projects/", "{not json", content_type="application/json")
 
     assert_error_shape(response, 400, "JSON parse error")
+
+
+def test_researcher_suspends_and_reinstates_a_member_who_then_may_work_again(researcher, annotator, project):
+    client = client_for(researcher)
+
+    suspended = client.post("/api/v1/projects/cats/members/anna/suspend/", {"reason": "failed gold"}, format="json")
+    refused = client_for(annotator).post("/api/v1/projects/cats/work/next/", {"task_type": "pairwise"}, format="json")
+    reinstated = client.post("/api/v1/projects/cats/members/anna/reinstate/")
+
+    assert suspended.json()["status"] == "suspended" and suspended.json()["status_reason"] == "failed gold"
+    assert refused.status_code == 403 and "suspended: failed gold" in refused.json()["message"]
+    assert reinstated.json()["status"] == "active"
+    assert client_for(annotator).post("/api/v1/projects/cats/members/anna/suspend/", {"reason": "x"},
+                                      format="json").status_code == 403

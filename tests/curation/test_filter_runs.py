@@ -158,3 +158,45 @@ def test_a_filter_run_started_through_the_api_runs_on_a_worker(celery_worker_pro
         client.get(f"/api/v1/filter-runs/{created.json()['id']}/").json()), what="the filter run")
 
     assert run["status"] == "succeeded" and run["summary"]["units"] == 30
+
+
+def test_suspension_returns_leases_marks_judgments_and_reinstatement_undoes_it(project):
+    from annotation.assignment import assignments_lease_next, work_units_open
+    from annotation.models import Assignment, Membership, WorkUnit
+    from annotation.services import membership_reinstate, membership_suspend
+
+    simulated_crowd(project, units=10)
+    work_units_open(project=project)
+    lefty = Membership.objects.select_related("project", "user").get(user__username="lefty")
+    leased = assignments_lease_next(membership=lefty, task_type="pairwise", count=1)
+    unit = WorkUnit.objects.get(id=leased[0].unit_id)
+    assert unit.leased == 1
+
+    membership_suspend(project=project, user=lefty.user, reason="always picks the left image")
+
+    lefty.refresh_from_db()
+    assert lefty.status == "suspended"
+    assert Assignment.objects.get(id=leased[0].id).status == "expired"
+    assert WorkUnit.objects.get(id=unit.id).leased == 0
+    marked = PreferenceJudgment.objects.filter(annotator=lefty.user)
+    assert marked.count() == 10 and all(j.excluded_reason.startswith("annotator suspended") for j in marked)
+    run = run_filter(project, {"exclude_position_biased": False, "min_rater_agreement": None})
+    assert "lefty" not in {r["rater"] for r in run.summary["raters"]}
+
+    membership_reinstate(project=project, user=lefty.user)
+
+    assert not PreferenceJudgment.objects.filter(annotator=lefty.user).exclude(excluded_reason="").exists()
+    again = run_filter(project, {"exclude_position_biased": False, "min_rater_agreement": None}, name="again")
+    assert "lefty" in {r["rater"] for r in again.summary["raters"]}
+
+
+def test_a_run_may_suspend_the_raters_it_leaves_out(project):
+    from annotation.models import Membership
+
+    simulated_crowd(project, units=60)
+
+    run = run_filter(project, {"suspend_excluded_raters": True})
+
+    assert run.summary["suspended"] == ["clicker", "lefty"]
+    assert set(Membership.objects.filter(status="suspended").values_list("user__username", flat=True)) == {
+        "clicker", "lefty"}
