@@ -116,9 +116,48 @@ def _evaluate(run: FilterRun):
         "consensus_method": consensus.method,
         "raters": _rater_table(loaded.rater_ids, j, bias, agreement, excluded),
     }
+    summary["machine_judges"] = _machine_judges(run, rules, loaded, consensus)
     if consensus.message:
         summary["message"] = consensus.message
     return summary, verdicts
+
+
+def _machine_judges(run, rules, human, consensus) -> list[dict]:
+    """Each machine judge's pairwise verdicts on this aspect: its swap agreement and first-position
+    bias, and its accuracy against the human consensus where both judged."""
+    from curation.machine_consistency import human_machine_agreement, swap_agreement
+
+    machine = pairwise_judgments_load(project_id=run.project_id, aspect=rules.aspect, source="machine")
+    m = machine.judgments
+    if len(m) == 0:
+        return []
+    names = dict(MachineAnnotator.objects.filter(id__in=[-int(i) for i in machine.rater_ids])
+                 .values_list("id", "name"))
+    # Machine units in the human unit codes (-1 where no human judged the pair).
+    position = np.searchsorted(human.comparison_ids, machine.comparison_ids)
+    position = np.clip(position, 0, max(len(human.comparison_ids) - 1, 0))
+    found = (len(human.comparison_ids) > 0) & (human.comparison_ids[position] == machine.comparison_ids) \
+        if len(human.comparison_ids) else np.zeros(len(machine.comparison_ids), dtype=bool)
+    human_unit = np.where(found, position, -1)[m.unit]
+    shared = human_unit >= 0
+    agreement = None
+    if shared.any():
+        agreement = human_machine_agreement(human_consensus=consensus.verdict, unit=human_unit[shared],
+                                            verdict=m.choice[shared], judge=m.rater[shared], n_judges=m.n_raters)
+    rows = []
+    for judge in range(m.n_raters):
+        mine = m.rater == judge
+        swap = swap_agreement(unit=m.unit[mine], shown_first_is_a=m.left_is_a[mine], verdict=m.choice[mine],
+                              alpha_level=rules.position_bias_p)
+        row = {"judge": names.get(-int(machine.rater_ids[judge]), str(machine.rater_ids[judge])),
+               "judgments": int(mine.sum()), "swap_agreement": _number(swap.agreement),
+               "swapped_units": swap.n_swapped, "first_share": _number(swap.first_share),
+               "p_value": _number(swap.p_value), "position_biased": bool(swap.flagged)}
+        if agreement is not None:
+            row.update(human_pairs=int(agreement.n_pairs[judge]), human_accuracy=_number(agreement.accuracy[judge]),
+                       human_accuracy_ci=[_number(agreement.ci_low[judge]), _number(agreement.ci_high[judge])])
+        rows.append(row)
+    return rows
 
 
 def _suspend_excluded(run, summary) -> list[str]:

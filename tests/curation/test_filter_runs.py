@@ -200,3 +200,36 @@ def test_a_run_may_suspend_the_raters_it_leaves_out(project):
     assert run.summary["suspended"] == ["clicker", "lefty"]
     assert set(Membership.objects.filter(status="suspended").values_list("user__username", flat=True)) == {
         "clicker", "lefty"}
+
+
+def test_the_report_catches_the_position_biased_machine_judge(project):
+    from annotation.models import MachineAnnotator
+
+    comparisons = simulated_crowd(project, units=120)
+    rng = random.Random(11)
+    judges = {name: MachineAnnotator.objects.create(name=name, backend="openai_chat", model_ref="m", version=name[:16])
+              for name in ["faithful-vlm", "first-picker"]}
+    rows = []
+    for index, comparison in enumerate(comparisons):
+        truth = "a" if index % 2 == 0 else "b"
+        for a_first in (True, False):
+            for name, judge_row in judges.items():
+                if name == "faithful-vlm":
+                    choice = truth if rng.random() < 0.9 else ("b" if truth == "a" else "a")
+                else:  # picks whatever is shown first, 90% of the time
+                    first = "a" if a_first else "b"
+                    choice = first if rng.random() < 0.9 else ("b" if first == "a" else "a")
+                rows.append(PreferenceJudgment(
+                    project=project, source=Source.MACHINE, machine_annotator=judge_row, machine_version=judge_row.version,
+                    comparison=comparison, aspect="overall", choice=choice,
+                    left_image=comparison.image_a if a_first else comparison.image_b))
+    PreferenceJudgment.objects.bulk_create(rows)
+
+    run = run_filter(project)
+
+    judges_report = {row["judge"]: row for row in run.summary["machine_judges"]}
+    faithful, biased = judges_report["faithful-vlm"], judges_report["first-picker"]
+    assert biased["position_biased"] and not faithful["position_biased"]
+    assert faithful["swap_agreement"] > 0.75 > 0.3 > biased["swap_agreement"]
+    assert faithful["human_accuracy"] > 0.8 and faithful["human_pairs"] > 100
+    assert faithful["human_accuracy_ci"][0] < faithful["human_accuracy"] < faithful["human_accuracy_ci"][1]
