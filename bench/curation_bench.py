@@ -1,7 +1,7 @@
-"""Curation over 1,000,000 pairwise judgments (100,000 comparisons x 10 annotators) read from
-PostgreSQL: the time to load them and to compute the figures built so far (Krippendorff's
-alpha, Dawid-Skene consensus), and the peak memory. The issue's whole filter run (target
-<= 60 s, <= 2 GB) adds machine-judge checks and writing verdicts, not built yet.
+"""Curation over 1,000,000 pairwise judgments (100,000 comparisons x 10 annotators) plus 4
+machine judges asked in both orders (800,000 verdicts), read from PostgreSQL: the load, alpha
+and Dawid-Skene on their own, then a whole filter run (rater checks, consensus, bootstrap,
+machine-judge checks, 100,000 verdicts written). Target for the run: <= 60 s, <= 2 GB.
 """
 import argparse
 import time
@@ -21,7 +21,11 @@ def main():
     from curation.aggregation import weighted_consensus
     from curation.agreement import krippendorff_alpha
     from curation.judgments import Ratings
+    from annotation.models import MachineAnnotator
     from curation.loading import pairwise_judgments_load
+    from curation.models import FilterRun
+    from curation.rules import FilterRules
+    from curation.services import filter_run_execute
     from seed import project_with_comparisons
 
     project = project_with_comparisons(slug="curation", comparisons=args.comparisons)
@@ -31,15 +35,30 @@ def main():
         # rater i is right with probability 0.6 + 0.035 i (hash-based, reproducible).
         cursor.execute(
             "INSERT INTO annotation_preferencejudgment (project_id, source, annotator_id, machine_version, "
-            "rationale, is_gold, created_at, comparison_id, aspect, choice, left_image_id) "
-            "SELECT c.project_id, 'human', u.id, '', '', false, now(), c.id, 'overall', "
+            "rationale, is_gold, excluded_reason, created_at, comparison_id, aspect, choice, left_image_id) "
+            "SELECT c.project_id, 'human', u.id, '', '', false, '', now(), c.id, 'overall', "
             "CASE WHEN (abs(hashtext(c.id || ':' || u.id)) %% 1000) < (600 + 35 * u.n) "
             "     THEN (CASE WHEN c.id %% 2 = 0 THEN 'a' ELSE 'b' END) "
             "     ELSE (CASE WHEN c.id %% 2 = 0 THEN 'b' ELSE 'a' END) END, "
-            "CASE WHEN (c.id + u.id) %% 2 = 0 THEN c.image_a_id ELSE c.image_b_id END "
+            "CASE WHEN (abs(hashtext(u.id || '/' || c.id)) %% 2) = 0 THEN c.image_a_id ELSE c.image_b_id END "
             "FROM annotation_comparison c CROSS JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n "
             "FROM auth_user WHERE id = ANY(%s)) u WHERE c.project_id = %s",
             [[u.id for u in users], project.id])
+        judges = [MachineAnnotator.objects.create(name=f"judge{k}", backend="openai_chat", model_ref="m",
+                                                  version=f"v{k}") for k in range(4)]
+        for k, judge in enumerate(judges):
+            # judge k is right 70 + 5k percent of the time, in both presentation orders
+            cursor.execute(
+                "INSERT INTO annotation_preferencejudgment (project_id, source, machine_annotator_id, "
+                "machine_version, rationale, is_gold, excluded_reason, created_at, comparison_id, aspect, choice, "
+                "left_image_id) "
+                "SELECT c.project_id, 'machine', %s, %s, '', false, '', now(), c.id, 'overall', "
+                "CASE WHEN (abs(hashtext(c.id || ':' || o.first)) %% 100) < %s "
+                "     THEN (CASE WHEN c.id %% 2 = 0 THEN 'a' ELSE 'b' END) "
+                "     ELSE (CASE WHEN c.id %% 2 = 0 THEN 'b' ELSE 'a' END) END, "
+                "CASE WHEN o.first = 0 THEN c.image_a_id ELSE c.image_b_id END "
+                "FROM annotation_comparison c CROSS JOIN (VALUES (0), (1)) o(first) WHERE c.project_id = %s",
+                [judge.id, judge.version, 70 + 5 * k, project.id])
         cursor.execute("ANALYZE annotation_preferencejudgment")
 
     started = time.perf_counter()
@@ -55,7 +74,16 @@ def main():
     report("curation_load_seconds", load_s, "s", **context)
     report("curation_alpha_seconds", alpha_s, "s", alpha=round(float(alpha.alpha), 4), **context)
     report("curation_dawid_skene_seconds", consensus_s, "s", **context)
-    report("curation_peak_rss_mb", peak_rss_mb(), "MB", target="<= 2048 for the whole filter run", **context)
+    rss_before_run = peak_rss_mb()
+    run = FilterRun.objects.create(project=project, name="bench", version=1, rules=FilterRules().as_json())
+    started = time.perf_counter()
+    run = filter_run_execute(run_id=run.pk)
+    run_s = time.perf_counter() - started
+    assert run.status == "succeeded", run.message
+    context["machine_verdicts"] = sum(j["judgments"] for j in run.summary["machine_judges"])
+    report("curation_filter_run_seconds", run_s, "s", target="<= 60", kept=run.summary["kept"], **context)
+    report("curation_peak_rss_mb", peak_rss_mb(), "MB", target="<= 2048", rss_before_run_mb=round(rss_before_run),
+           **context)
 
 
 if __name__ == "__main__":
