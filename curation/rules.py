@@ -15,6 +15,9 @@ class FilterRules:
     exclude_position_biased: bool = True
     position_bias_p: float = 0.001  # binomial test level for "always one side"
     min_rater_agreement: float | None = 0.55  # leave-one-out agreement below which a rater is left out
+    drop_likely_wrong: bool = False  # drop units the machine judges' preference strength ranks weakest
+    likely_wrong_pct: float = 20.0  # Secrets of RLHF II: the weakest ~20% are likely wrong...
+    ambiguous_pct: float = 20.0  # ...and the next ~20% ambiguous
     suspend_excluded_raters: bool = False  # suspend the raters these rules leave out (researchers reinstate)
     bootstrap_resamples: int = 200
     seed: int = 0
@@ -49,7 +52,13 @@ class FilterRules:
             bad("min_rater_agreement", "must lie between 0 and 1, or be null")
         if not isinstance(self.bootstrap_resamples, int) or not 0 <= self.bootstrap_resamples <= 10_000:
             bad("bootstrap_resamples", "must be a whole number from 0 to 10000")
-        for name in ("drop_ties", "exclude_position_biased", "suspend_excluded_raters"):
+        for name in ("likely_wrong_pct", "ambiguous_pct"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 100:
+                bad(name, "must lie between 0 and 100")
+        if self.likely_wrong_pct + self.ambiguous_pct > 100:
+            bad("ambiguous_pct", "likely_wrong_pct + ambiguous_pct must be at most 100")
+        for name in ("drop_ties", "exclude_position_biased", "suspend_excluded_raters", "drop_likely_wrong"):
             if not isinstance(getattr(self, name), bool):
                 bad(name, "must be true or false")
 

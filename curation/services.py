@@ -12,6 +12,9 @@ from curation.agreement import consensus_agreement, krippendorff_alpha_bootstrap
 from curation.aggregation import majority_consensus, weighted_consensus
 from curation.judgments import CHOICE_NAMES, CHOICE_TIE, PairwiseJudgments, Ratings
 from curation.loading import pairwise_judgments_load
+from curation.machine_consistency import (
+    PreferenceStrength, StrengthFlag, human_machine_agreement, preference_strength, swap_agreement, transitivity,
+)
 from curation.models import FilterRun, UnitVerdict
 from curation.reliability import position_bias
 from curation.rules import FilterRules
@@ -87,6 +90,7 @@ def _evaluate(run: FilterRun):
         consensus = weighted_consensus(kept, min_judgments=rules.min_judgments, min_posterior=rules.min_confidence,
                                        tie_threshold=rules.tie_threshold, seed=rules.seed)
     dropped_by_rater = np.bincount(j.unit[~keep_rows], minlength=j.n_units)
+    judges, strength = _machine_judges(run, rules, loaded, consensus)
 
     verdicts, n_kept = [], 0
     for unit in range(j.n_units):
@@ -96,6 +100,10 @@ def _evaluate(run: FilterRun):
             reasons.append(consensus.reason_text(unit))
         elif verdict == CHOICE_TIE and rules.drop_ties:
             reasons.append(f"{consensus.reason_text(unit)}; ties are dropped by this run")
+        elif (rules.drop_likely_wrong and strength is not None
+              and strength.flag[unit] == StrengthFlag.LIKELY_WRONG):
+            reasons.append(f"likely wrong: the machine judges' preference strength for it is "
+                           f"{strength.mean[unit]:+.2f}, among the weakest {rules.likely_wrong_pct:g}%")
         if reasons and dropped_by_rater[unit]:
             reasons.append(f"{int(dropped_by_rater[unit])} judgment(s) from excluded raters left out")
         keep = not reasons
@@ -116,21 +124,22 @@ def _evaluate(run: FilterRun):
         "consensus_method": consensus.method,
         "raters": _rater_table(loaded.rater_ids, j, bias, agreement, excluded),
     }
-    summary["machine_judges"] = _machine_judges(run, rules, loaded, consensus)
+    summary["machine_judges"] = judges
+    summary["strength"] = _strength_summary(strength)
+    summary["transitivity"] = _transitivity_summary(loaded, consensus)
     if consensus.message:
         summary["message"] = consensus.message
     return summary, verdicts
 
 
-def _machine_judges(run, rules, human, consensus) -> list[dict]:
+def _machine_judges(run, rules, human, consensus):
     """Each machine judge's pairwise verdicts on this aspect: its swap agreement and first-position
-    bias, and its accuracy against the human consensus where both judged."""
-    from curation.machine_consistency import human_machine_agreement, swap_agreement
-
+    bias, and its accuracy against the human consensus where both judged; and the preference
+    strength of every unit across the judges (None without machine verdicts)."""
     machine = pairwise_judgments_load(project_id=run.project_id, aspect=rules.aspect, source="machine")
     m = machine.judgments
     if len(m) == 0:
-        return []
+        return [], None
     names = dict(MachineAnnotator.objects.filter(id__in=[-int(i) for i in machine.rater_ids])
                  .values_list("id", "name"))
     # Machine units in the human unit codes (-1 where no human judged the pair).
@@ -157,7 +166,47 @@ def _machine_judges(run, rules, human, consensus) -> list[dict]:
             row.update(human_pairs=int(agreement.n_pairs[judge]), human_accuracy=_number(agreement.accuracy[judge]),
                        human_accuracy_ci=[_number(agreement.ci_low[judge]), _number(agreement.ci_high[judge])])
         rows.append(row)
-    return rows
+    return rows, _strength(rules, human, consensus, m, human_unit)
+
+
+def _strength(rules, human, consensus, m, human_unit) -> PreferenceStrength | None:
+    """Secrets of RLHF II: across the judges, how strongly each unit's consensus side is preferred."""
+    decided = np.isin(consensus.verdict, (0, 1))
+    rows = (human_unit >= 0) & decided[np.maximum(human_unit, 0)]
+    if not rows.any():
+        return None
+    return preference_strength(pair=human_unit[rows], judge=m.rater[rows], verdict=m.choice[rows],
+                               chosen=np.where(decided, consensus.verdict, 0), n_pairs=human.judgments.n_units,
+                               likely_wrong_pct=rules.likely_wrong_pct, ambiguous_pct=rules.ambiguous_pct)
+
+
+def _strength_summary(strength) -> dict | None:
+    if strength is None:
+        return None
+    scored = strength.flag != StrengthFlag.UNSCORED
+    counts, edges = np.histogram(strength.mean[scored], bins=20) if scored.any() else (np.zeros(0), np.zeros(0))
+    return {"scored": int(scored.sum()), "likely_wrong": int((strength.flag == StrengthFlag.LIKELY_WRONG).sum()),
+            "ambiguous": int((strength.flag == StrengthFlag.AMBIGUOUS).sum()),
+            "histogram": {"counts": counts.astype(int).tolist(), "edges": [round(float(e), 4) for e in edges]}}
+
+
+def _transitivity_summary(human, consensus) -> dict:
+    """Cycles in each prompt's majority graph of the consensus verdicts."""
+    from annotation.models import Comparison
+
+    rows = dict((cid, (a, b, p)) for cid, a, b, p in Comparison.objects.filter(id__in=human.comparison_ids.tolist())
+                .values_list("id", "image_a_id", "image_b_id", "prompt_id"))
+    triples = np.array([rows[int(cid)] for cid in human.comparison_ids], dtype=np.int64).reshape(-1, 3)
+    image_ids, codes = np.unique(triples[:, :2], return_inverse=True)
+    codes = codes.reshape(-1, 2)
+    prompt_of_image = np.zeros(len(image_ids), dtype=np.int64)
+    prompt_codes = np.unique(triples[:, 2], return_inverse=True)[1]
+    prompt_of_image[codes[:, 0]] = prompt_codes
+    prompt_of_image[codes[:, 1]] = prompt_codes
+    result = transitivity(image_a=codes[:, 0], image_b=codes[:, 1], verdict=consensus.verdict,
+                          prompt_of_image=prompt_of_image)
+    return {"prompts_checked": result.n_prompts_checked, "prompts_with_cycles": int(result.has_cycle.sum()),
+            "cycle_share": _number(result.cycle_share), "message": result.message or ""}
 
 
 def _suspend_excluded(run, summary) -> list[str]:

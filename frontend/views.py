@@ -210,5 +210,11 @@ def filter_run(request, run_id: int):
                 "image_a": default_storage.url(v.comparison.image_a.preview_key),
                 "image_b": default_storage.url(v.comparison.image_b.preview_key),
                 "judgments": ", ".join(sorted(votes.get(v.comparison_id, [])))} for v in verdicts[:DROPPED_SHOWN]]
+    histogram = (run.summary.get("strength") or {}).get("histogram") or {"counts": [], "edges": []}
+    tallest = max(histogram["counts"] or [1])
+    strength_bars = [{"x": 20 + 22 * i, "height": 120 * n / tallest, "y": 140 - 120 * n / tallest,
+                      "label": f"{n} units with mean strength {histogram['edges'][i]:+.2f} to {histogram['edges'][i + 1]:+.2f}"}
+                     for i, n in enumerate(histogram["counts"])]
     return render(request, "frontend/filter_run.html", {"run": run, "plot": plot, "dropped": dropped,
-                                                        "dropped_more": len(verdicts) > DROPPED_SHOWN})
+                                                        "dropped_more": len(verdicts) > DROPPED_SHOWN,
+                                                        "strength_bars": strength_bars})

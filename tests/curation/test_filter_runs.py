@@ -3,6 +3,7 @@ import random
 
 import pytest
 from django.core.exceptions import ValidationError
+from rest_framework.test import APIClient
 
 from annotation.models import PreferenceJudgment, Source
 from curation import services
@@ -202,11 +203,12 @@ def test_a_run_may_suspend_the_raters_it_leaves_out(project):
         "clicker", "lefty"}
 
 
-def test_the_report_catches_the_position_biased_machine_judge(project):
+def machine_judges(project, comparisons, seed=11):
+    """Two machine judges asked in both orders: a faithful one (90% right) and one that picks
+    whatever is shown first 90% of the time."""
     from annotation.models import MachineAnnotator
 
-    comparisons = simulated_crowd(project, units=120)
-    rng = random.Random(11)
+    rng = random.Random(seed)
     judges = {name: MachineAnnotator.objects.create(name=name, backend="openai_chat", model_ref="m", version=name[:16])
               for name in ["faithful-vlm", "first-picker"]}
     rows = []
@@ -216,14 +218,18 @@ def test_the_report_catches_the_position_biased_machine_judge(project):
             for name, judge_row in judges.items():
                 if name == "faithful-vlm":
                     choice = truth if rng.random() < 0.9 else ("b" if truth == "a" else "a")
-                else:  # picks whatever is shown first, 90% of the time
+                else:
                     first = "a" if a_first else "b"
                     choice = first if rng.random() < 0.9 else ("b" if first == "a" else "a")
                 rows.append(PreferenceJudgment(
-                    project=project, source=Source.MACHINE, machine_annotator=judge_row, machine_version=judge_row.version,
-                    comparison=comparison, aspect="overall", choice=choice,
+                    project=project, source=Source.MACHINE, machine_annotator=judge_row,
+                    machine_version=judge_row.version, comparison=comparison, aspect="overall", choice=choice,
                     left_image=comparison.image_a if a_first else comparison.image_b))
     PreferenceJudgment.objects.bulk_create(rows)
+
+
+def test_the_report_catches_the_position_biased_machine_judge(project):
+    machine_judges(project, simulated_crowd(project, units=120))
 
     run = run_filter(project)
 
@@ -233,3 +239,34 @@ def test_the_report_catches_the_position_biased_machine_judge(project):
     assert faithful["swap_agreement"] > 0.75 > 0.3 > biased["swap_agreement"]
     assert faithful["human_accuracy"] > 0.8 and faithful["human_pairs"] > 100
     assert faithful["human_accuracy_ci"][0] < faithful["human_accuracy"] < faithful["human_accuracy_ci"][1]
+    assert run.summary["transitivity"]["prompts_checked"] == 1
+
+
+def test_preference_strength_flags_the_weakest_units_and_may_drop_them(project):
+    machine_judges(project, simulated_crowd(project, units=100))
+
+    kept_all = run_filter(project)
+    strict = run_filter(project, {"drop_likely_wrong": True, "likely_wrong_pct": 10, "ambiguous_pct": 10}, name="s")
+
+    strength = strict.summary["strength"]
+    scored = strength["scored"]  # units with a decided consensus and machine verdicts
+    assert scored > 90
+    assert strength["likely_wrong"] == scored * 10 // 100
+    assert strength["ambiguous"] == scored * 20 // 100 - scored * 10 // 100
+    assert sum(strength["histogram"]["counts"]) == scored
+    dropped = UnitVerdict.objects.filter(run=strict, keep=False)
+    assert dropped.count() == kept_all.summary["dropped"] + strength["likely_wrong"]
+    assert sum("likely wrong" in v.reasons[0] for v in dropped) == strength["likely_wrong"]
+
+
+def test_the_report_page_shows_judges_strength_and_transitivity(project, researcher):
+    machine_judges(project, simulated_crowd(project, units=40))
+    run = run_filter(project)
+    page = APIClient()
+    page.force_login(researcher)
+
+    html = page.get(f"/filter-runs/{run.pk}/").content.decode()
+
+    assert 'data-testid="run-judge-first-picker"' in html and "position-biased" in html
+    assert 'data-testid="strength-plot"' in html and html.count("<rect") == 20
+    assert 'data-testid="run-transitivity"' in html
