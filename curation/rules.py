@@ -15,6 +15,8 @@ class FilterRules:
     exclude_position_biased: bool = True
     position_bias_p: float = 0.001  # binomial test level for "always one side"
     min_rater_agreement: float | None = 0.55  # leave-one-out agreement below which a rater is left out
+    min_gold_accuracy: float | None = None  # accuracy on gold units below which a rater is left out
+    min_gold_answers: int = 5  # gold answers a rater needs before min_gold_accuracy applies
     drop_likely_wrong: bool = False  # drop units the machine judges' preference strength ranks weakest
     likely_wrong_pct: float = 20.0  # Secrets of RLHF II: the weakest ~20% are likely wrong...
     ambiguous_pct: float = 20.0  # ...and the next ~20% ambiguous
@@ -50,6 +52,12 @@ class FilterRules:
         if self.min_rater_agreement is not None and (
                 not isinstance(self.min_rater_agreement, (int, float)) or not 0 <= self.min_rater_agreement <= 1):
             bad("min_rater_agreement", "must lie between 0 and 1, or be null")
+        if self.min_gold_accuracy is not None and (
+                not isinstance(self.min_gold_accuracy, (int, float)) or not 0 <= self.min_gold_accuracy <= 1):
+            bad("min_gold_accuracy", "must lie between 0 and 1, or be null")
+        if not isinstance(self.min_gold_answers, int) or isinstance(self.min_gold_answers, bool) \
+                or self.min_gold_answers < 1:
+            bad("min_gold_answers", "must be a whole number of at least 1")
         if not isinstance(self.bootstrap_resamples, int) or not 0 <= self.bootstrap_resamples <= 10_000:
             bad("bootstrap_resamples", "must be a whole number from 0 to 10000")
         for name in ("likely_wrong_pct", "ambiguous_pct"):

@@ -16,7 +16,7 @@ from curation.machine_consistency import (
     PreferenceStrength, StrengthFlag, human_machine_agreement, preference_strength, swap_agreement, transitivity,
 )
 from curation.models import FilterRun, UnitVerdict
-from curation.reliability import position_bias
+from curation.reliability import gold_accuracy, position_bias
 from curation.rules import FilterRules
 
 
@@ -70,9 +70,14 @@ def _evaluate(run: FilterRun):
 
     bias = position_bias(j, alpha_level=rules.position_bias_p)
     agreement = consensus_agreement(j)
+    gold = gold_accuracy(j, gold=_gold_answers(run, loaded))
     excluded: dict[int, str] = {}
     for r in range(j.n_raters):
-        if rules.exclude_position_biased and bool(bias.flagged[r]):
+        if (rules.min_gold_accuracy is not None and gold.n_gold[r] >= rules.min_gold_answers
+                and gold.accuracy[r] < rules.min_gold_accuracy):
+            excluded[r] = (f"gold accuracy {gold.accuracy[r]:.2f} on {int(gold.n_gold[r])} gold units "
+                           f"below {rules.min_gold_accuracy:.2f}")
+        elif rules.exclude_position_biased and bool(bias.flagged[r]):
             excluded[r] = (f"position bias: chose the left image {bias.left_share[r]:.0%} of "
                            f"{int(bias.n_sided[r])} times (p = {bias.p_value[r]:.1e})")
         elif (rules.min_rater_agreement is not None and not math.isnan(agreement.agreement[r])
@@ -122,7 +127,7 @@ def _evaluate(run: FilterRun):
         "alpha": _number(alpha.alpha), "alpha_ci": [_number(alpha.ci_low), _number(alpha.ci_high)],
         "alpha_message": alpha.message or "",
         "consensus_method": consensus.method,
-        "raters": _rater_table(loaded.rater_ids, j, bias, agreement, excluded),
+        "raters": _rater_table(loaded.rater_ids, j, bias, agreement, gold, excluded),
     }
     summary["machine_judges"] = judges
     summary["strength"] = _strength_summary(strength)
@@ -227,7 +232,22 @@ def _number(value) -> float | None:
     return None if math.isnan(value) else round(value, 6)
 
 
-def _rater_table(rater_ids, j, bias, agreement, excluded) -> list[dict]:
+def _gold_answers(run, loaded) -> np.ndarray:
+    """The expected choice of each loaded unit that is a gold unit (-1 for the others)."""
+    from annotation.models import TaskType, WorkUnit
+
+    codes = {"a": 0, "b": 1, "tie": 2}
+    answers = np.full(len(loaded.comparison_ids), -1, dtype=np.int64)
+    gold = dict(WorkUnit.objects.filter(project_id=run.project_id, task_type=TaskType.PAIRWISE, is_gold=True)
+                .values_list("comparison_id", "gold_answer"))
+    for code, comparison_id in enumerate(loaded.comparison_ids.tolist()):
+        answer = gold.get(comparison_id)
+        if answer and answer.get("choice") in codes:
+            answers[code] = codes[answer["choice"]]
+    return answers
+
+
+def _rater_table(rater_ids, j, bias, agreement, gold, excluded) -> list[dict]:
     names = dict(get_user_model().objects.filter(id__in=[int(i) for i in rater_ids if i > 0])
                  .values_list("id", "username"))
     machines = dict(MachineAnnotator.objects.filter(id__in=[-int(i) for i in rater_ids if i < 0])
@@ -239,6 +259,7 @@ def _rater_table(rater_ids, j, bias, agreement, excluded) -> list[dict]:
         rows.append({
             "rater": names.get(rater_id) if rater_id > 0 else f"machine:{machines.get(-rater_id)}",
             "judgments": int(counts[r]), "left_share": _number(bias.left_share[r]), "p_value": _number(bias.p_value[r]),
-            "agreement": _number(agreement.agreement[r]), "excluded": excluded.get(r, ""),
+            "agreement": _number(agreement.agreement[r]), "gold_answers": int(gold.n_gold[r]),
+            "gold_accuracy": _number(gold.accuracy[r]), "excluded": excluded.get(r, ""),
         })
     return rows

@@ -270,3 +270,22 @@ def test_the_report_page_shows_judges_strength_and_transitivity(project, researc
     assert 'data-testid="run-judge-first-picker"' in html and "position-biased" in html
     assert 'data-testid="strength-plot"' in html and html.count("<rect") == 20
     assert 'data-testid="run-transitivity"' in html
+
+
+def test_raters_failing_gold_units_are_left_out_with_their_accuracy(project):
+    from annotation.assignment import work_units_open
+    from annotation.models import WorkUnit
+
+    comparisons = simulated_crowd(project, units=60)
+    work_units_open(project=project)
+    for index, comparison in enumerate(comparisons[:20]):  # the truth is a for even indexes
+        WorkUnit.objects.filter(comparison=comparison).update(
+            is_gold=True, gold_answer={"choice": "a" if index % 2 == 0 else "b"})
+
+    run = run_filter(project, {"min_gold_accuracy": 0.8, "exclude_position_biased": False,
+                               "min_rater_agreement": None})
+
+    raters = {row["rater"]: row for row in run.summary["raters"]}
+    assert raters["r1"]["gold_answers"] == 20 and raters["r1"]["gold_accuracy"] >= 0.8 and not raters["r1"]["excluded"]
+    for name in ("lefty", "clicker"):
+        assert raters[name]["excluded"].startswith("gold accuracy"), raters[name]
