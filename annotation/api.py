@@ -2,7 +2,7 @@
 from django.contrib.auth import get_user_model
 from django.core.files.storage import default_storage
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics, serializers, status
 from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.serializers import AuthTokenSerializer
@@ -13,13 +13,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation import selectors, services
-from annotation.api_support import ErrorSerializer
+from annotation.api_support import ERRORS, ErrorSerializer
 from annotation.models import (
     ArtifactFlag, AspectScore, Comparison, Image, ImportJob, ImportLineError, Membership, PersonalRating,
     PreferenceJudgment, Project, Prompt, TaskType,
 )
-
-ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404)}
 
 
 class ListApi(generics.GenericAPIView):

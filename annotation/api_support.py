@@ -2,6 +2,7 @@
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
+from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, serializers
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -17,6 +18,10 @@ class ErrorSerializer(serializers.Serializer):
 
     message = serializers.CharField()
     extra = serializers.DictField(required=False)
+
+
+# The documented 4xx answers of every view: all in the one error shape.
+ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404)}
 
 
 def _first_message(detail) -> str:

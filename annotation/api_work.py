@@ -1,17 +1,15 @@
 """The annotator workspace's API (docs/workspace-api.md): lease, submit, undo, progress, profile."""
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation import selectors
-from annotation.api_support import ErrorSerializer
+from annotation.api_support import ERRORS
 from annotation.assignment import assignments_lease_next, require_active
 from annotation.judging import submission_undo_last, submissions_store
 from annotation.models import AnnotatorProfile, TaskType
-
-ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404)}
 
 
 class ImageRefSerializer(serializers.Serializer):

@@ -1,17 +1,15 @@
 """Filter runs through the API: researchers start them and read the report and verdicts as JSON."""
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.api import ListApi
-from annotation.api_support import ErrorSerializer
+from annotation.api_support import ERRORS
 from annotation.selectors import MANAGER_ROLES, project_get_for_user, project_role
 from curation import services
 from curation.models import FilterRun, UnitVerdict
-
-ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404)}
 
 
 class FilterRunSerializer(serializers.ModelSerializer):

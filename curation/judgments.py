@@ -37,14 +37,19 @@ class CurationInputError(ValueError):
     """The arrays handed to a curation computation are structurally invalid."""
 
 
-def as_codes(values, *, name: str) -> np.ndarray:
-    """Return `values` as a 1-d int64 array of non-negative codes, or raise."""
+def integer_array(values, *, name: str) -> np.ndarray:
+    """Return `values` as a 1-d int64 array, or raise naming `name`."""
     array = np.asarray(values)
     if array.ndim != 1:
         raise CurationInputError(f"{name} must be one-dimensional, got shape {array.shape}")
     if array.size and not np.issubdtype(array.dtype, np.integer):
         raise CurationInputError(f"{name} must hold integer codes, got dtype {array.dtype}")
-    array = array.astype(np.int64, copy=False)
+    return array.astype(np.int64, copy=False)
+
+
+def as_codes(values, *, name: str) -> np.ndarray:
+    """Return `values` as a 1-d int64 array of non-negative codes, or raise."""
+    array = integer_array(values, name=name)
     if array.size and array.min() < 0:
         raise CurationInputError(f"{name} holds negative codes")
     return array

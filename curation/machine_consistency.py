@@ -33,18 +33,14 @@ from curation.judgments import (
     CHOICE_TIE,
     CurationInputError,
     as_codes,
+    integer_array,
     last_per_unit_rater,
 )
 
 
 def _verdicts(values, *, name: str = "verdict", allow_undecided: bool = False) -> np.ndarray:
     """`values` as int64 verdict codes (0 a, 1 b, 2 tie; -1 undecided where allowed), or raise."""
-    array = np.asarray(values)
-    if array.ndim != 1:
-        raise CurationInputError(f"{name} must be one-dimensional, got shape {array.shape}")
-    if array.size and not np.issubdtype(array.dtype, np.integer):
-        raise CurationInputError(f"{name} must hold integer codes, got dtype {array.dtype}")
-    array = array.astype(np.int64, copy=False)
+    array = integer_array(values, name=name)
     low = -1 if allow_undecided else 0
     if array.size and (array.min() < low or array.max() > CHOICE_TIE):
         allowed = "-1 (undecided), 0 (a), 1 (b) or 2 (tie)" if allow_undecided else "0 (a), 1 (b) or 2 (tie)"

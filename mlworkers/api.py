@@ -1,18 +1,16 @@
 """API for machine annotators (platform admins) and auto-annotation jobs (project admins)."""
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.api import ListApi
-from annotation.api_support import ErrorSerializer
+from annotation.api_support import ERRORS
 from annotation.models import MachineAnnotator
 from annotation.selectors import project_get_for_user
 from mlworkers import selectors, services
 from mlworkers.backends.base import backend_names
 from mlworkers.models import AutoAnnotationFailure, AutoAnnotationJob
-
-ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404)}
 
 
 class MachineAnnotatorSerializer(serializers.ModelSerializer):

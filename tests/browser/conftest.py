@@ -56,3 +56,15 @@ def page(chromium):
     if os.environ.get("BROWSER_LOG"):
         print("\n".join(log[-60:]))
     context.close()
+
+
+PASSWORD = "correct horse battery"  # what tests.factories.UserFactory sets
+
+
+def sign_in(page, live_server, username: str, next_path: str, password: str = PASSWORD) -> None:
+    """Sign in through the login page and land on `next_path`."""
+    page.goto(f"{live_server.url}/accounts/login/?next={next_path}")
+    page.get_by_test_id("login-username").fill(username)
+    page.get_by_test_id("login-password").fill(password)
+    page.get_by_test_id("login-submit").click()
+    page.wait_for_url(f"**{next_path}")

@@ -9,7 +9,7 @@ from annotation.models import PreferenceJudgment
 from annotation.services import membership_set
 from mlworkers import services
 from mlworkers.models import AutoAnnotationJob
-from tests.browser.test_workspace import PASSWORD
+from tests.browser.conftest import sign_in
 from tests.factories import UserFactory
 from tests.mlworkers.chat_server import Reply
 
@@ -18,11 +18,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(tra
 
 def sign_in_as_admin(page, live_server, project):
     membership_set(project=project, user=UserFactory(username="pat"), role="admin")
-    page.goto(f"{live_server.url}/accounts/login/?next=/projects/cats/auto-jobs/")
-    page.get_by_test_id("login-username").fill("pat")
-    page.get_by_test_id("login-password").fill(PASSWORD)
-    page.get_by_test_id("login-submit").click()
-    page.wait_for_url("**/projects/cats/auto-jobs/")
+    sign_in(page, live_server, "pat", "/projects/cats/auto-jobs/")
 
 
 def test_admin_launches_watches_cancels_and_resumes_a_job(page, live_server, celery_worker_process, imported,

@@ -1,7 +1,7 @@
 """A researcher runs a filter from the browser, reads the report and sees why units were dropped."""
 import pytest
 
-from tests.browser.test_workspace import PASSWORD
+from tests.browser.conftest import sign_in
 from tests.curation.test_filter_runs import simulated_crowd
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -10,11 +10,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(tra
 def test_researcher_runs_a_filter_and_reads_why_units_were_dropped(page, live_server, celery_worker_process,
                                                                     project, researcher):
     simulated_crowd(project, units=30)
-    page.goto(f"{live_server.url}/accounts/login/?next=/projects/cats/filter-runs/")
-    page.get_by_test_id("login-username").fill("rita")
-    page.get_by_test_id("login-password").fill(PASSWORD)
-    page.get_by_test_id("login-submit").click()
-    page.wait_for_url("**/projects/cats/filter-runs/")
+    sign_in(page, live_server, "rita", "/projects/cats/filter-runs/")
 
     page.get_by_test_id("filter-name").fill("strict")
     page.get_by_test_id("filter-rules").fill('{"min_judgments": 6}')
@@ -31,11 +27,7 @@ def test_researcher_runs_a_filter_and_reads_why_units_were_dropped(page, live_se
 
 
 def test_bad_rules_are_refused_in_the_page(page, live_server, project, researcher):
-    page.goto(f"{live_server.url}/accounts/login/?next=/projects/cats/filter-runs/")
-    page.get_by_test_id("login-username").fill("rita")
-    page.get_by_test_id("login-password").fill(PASSWORD)
-    page.get_by_test_id("login-submit").click()
-    page.wait_for_url("**/projects/cats/filter-runs/")
+    sign_in(page, live_server, "rita", "/projects/cats/filter-runs/")
 
     page.get_by_test_id("filter-rules").fill('{"min_confidence": 3}')
     page.get_by_test_id("filter-submit").click()

@@ -10,11 +10,11 @@ from annotation.models import (
     ArtifactFlag, AspectScore, Assignment, PersonalRating, PreferenceJudgment, Submission, TaskType,
 )
 from annotation.services import membership_set, project_update
+from tests.browser.conftest import PASSWORD
 from tests.conftest import image_bytes
 from tests.factories import UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-PASSWORD = "correct horse battery"
 HOSTILE_PROMPT = 'three cats <img src=x onerror="window.pwned=1"><script>window.pwned=1</script>'
 
 
