@@ -186,6 +186,13 @@ def profile_update(*, user, consent: bool | None = None, **fields) -> AnnotatorP
     return profile
 
 
+def annotator_profiles_ensure(*, user_ids) -> None:
+    """Give every listed person a profile, so each has a stable pseudonym before anything about
+    them leaves the platform (profiles that exist are left as they are)."""
+    AnnotatorProfile.objects.bulk_create([AnnotatorProfile(user_id=int(i)) for i in set(user_ids)],
+                                         ignore_conflicts=True, batch_size=1000)
+
+
 SUSPENSION_MARK = "annotator suspended"
 
 

@@ -157,7 +157,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Model work goes to GPU workers (`-Q gpu`); planning and imports to the default queue.
 CELERY_TASK_ROUTES = {"mlworkers.auto_job_chunk": {"queue": "gpu"}, "mlworkers.auto_job_start": {"queue": "default"},
-                      "curation.filter_run_execute": {"queue": "default"}}
+                      "curation.filter_run_execute": {"queue": "default"},
+                      "curation.dataset_export_build": {"queue": "default"}}
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
@@ -222,3 +223,10 @@ MODEL_CACHE_DIR = env("MODEL_CACHE_DIR", default=str(VAR_DIR / "models"))
 AUTO_JOB_CHUNK_ITEMS = env.int("AUTO_JOB_CHUNK_ITEMS", default=64)
 # Key sent as a Bearer token to OpenAI-compatible judge endpoints (vLLM, hosted APIs); never logged.
 JUDGE_API_KEY = env("JUDGE_API_KEY", default="")
+
+# --- dataset exports --------------------------------------------------------------------------
+# Local destinations asked for through the browser or the API must lie under this folder (the
+# export_dataset command may write anywhere its operator can).
+EXPORT_ROOT = env("EXPORT_ROOT", default=str(VAR_DIR / "exports"))
+# Where shards bound for s3:// destinations are written before their upload (one shard at a time).
+EXPORT_STAGING_DIR = env("EXPORT_STAGING_DIR", default=str(VAR_DIR / "export-staging"))

@@ -42,9 +42,51 @@ class UnitVerdict(models.Model):
     keep = models.BooleanField()
     consensus = models.CharField(max_length=10, help_text="a, b, tie or undecided")
     confidence = models.FloatField(null=True)
+    strength = models.FloatField(null=True, help_text="Preference strength across the machine judges (mean "
+                                 "z-normalised score difference for the consensus side), where measured.")
     reasons = models.JSONField(default=list)
 
     class Meta:
         ordering = ["id"]
         constraints = [models.UniqueConstraint(fields=["comparison", "run"], name="unit_verdict_once_per_run")]
         indexes = [models.Index(fields=["run", "keep"], name="unit_verdict_run_keep_idx")]
+
+
+class DatasetExport(models.Model):
+    """One dataset written from a project (through a filter run's verdicts when one is named) in one
+    format and container to a local folder or an s3:// prefix. `manifest` is what manifest.json holds."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLING = "cancelling", "Cancelling"
+        CANCELLED = "cancelled", "Cancelled"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="dataset_exports")
+    filter_run = models.ForeignKey(FilterRun, null=True, blank=True, on_delete=models.PROTECT, related_name="exports")
+    format = models.CharField(max_length=16, help_text="pickapic, visionprefer, pamela or trl")
+    container = models.CharField(max_length=16, help_text="parquet, jsonl or webdataset")
+    destination = models.CharField(max_length=1000, help_text="A local folder or s3://bucket/prefix.")
+    options = models.JSONField(default=dict, blank=True, help_text="Format options, complete with defaults.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    message = models.TextField(blank=True)
+    rows_total = models.PositiveBigIntegerField(default=0)
+    rows_done = models.PositiveBigIntegerField(default=0)
+    manifest = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self):
+        return f"{self.format}/{self.container} export of {self.project_id} to {self.destination} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED, self.Status.CANCELLED)

@@ -1,0 +1,9 @@
+"""Why an export stops: a problem its owner can fix (the message says what), or a cancel."""
+
+
+class ExportError(Exception):
+    """Final: retrying the same export fails the same way until the input or destination changes."""
+
+
+class ExportCancelled(Exception):
+    pass
