@@ -218,3 +218,30 @@ def filter_run(request, run_id: int):
     return render(request, "frontend/filter_run.html", {"run": run, "plot": plot, "dropped": dropped,
                                                         "dropped_more": len(verdicts) > DROPPED_SHOWN,
                                                         "strength_bars": strength_bars})
+
+
+@login_required
+def dataset_exports(request, slug: str):
+    """Researchers start dataset exports and see the project's exports."""
+    from curation.exports.options import CONTAINERS, FORMATS
+    from curation.models import DatasetExport, FilterRun
+
+    project = _project_or_404(request.user, slug, manage=True)
+    return render(request, "frontend/exports.html", {
+        "project": project, "formats": FORMATS, "containers": CONTAINERS,
+        "runs": FilterRun.objects.filter(project=project, status=FilterRun.Status.SUCCEEDED)[:50],
+        "exports": DatasetExport.objects.filter(project=project).select_related("filter_run")[:100],
+        "selected_run": request.GET.get("filter_run", ""),
+    })
+
+
+@login_required
+def dataset_export(request, export_id: int):
+    """One export's live progress, cancel, and its files to download."""
+    from curation.exports.selectors import dataset_export_get_for_user
+
+    try:
+        export = dataset_export_get_for_user(user=request.user, export_id=export_id)
+    except NotFound:
+        raise Http404(f"No export {export_id} that you can see.") from None
+    return render(request, "frontend/export.html", {"export": export})
