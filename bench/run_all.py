@@ -18,6 +18,7 @@ RUNS = [
     ["crowd_bench.py", "--submit-batch", "1"],
     ["browser_paint_bench.py"],
     ["curation_bench.py"],
+    ["export_bench.py"],
     ["gpu_scoring.py"],  # on a machine without CUDA it runs its CPU smoke run and says so
 ]
 

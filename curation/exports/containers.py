@@ -88,14 +88,18 @@ class ShardWriter:
 
 class ParquetShardWriter(ShardWriter):
     """Row groups of `group_rows` rows; image columns stored uncompressed (JPEG / PNG bytes do not
-    shrink), the rest with zstd."""
+    shrink) but dictionary-encoded, so an image that recurs within a row group (a prompt's image is
+    in several of its pairs) is stored once there; readers get plain bytes back. The rest is zstd."""
 
     container = "parquet"
 
     def open(self, path):
         image_names = {c.name for c in self.table.images}
         compression = {f.name: ("NONE" if f.name in image_names else "ZSTD") for f in self.schema}
-        self._writer = pq.ParquetWriter(path, self.schema, compression=compression, use_dictionary=False,
+        embedded = any(f.name in image_names for f in self.schema)
+        # The dictionary of a row group's images must not spill over into plain pages.
+        self._writer = pq.ParquetWriter(path, self.schema, compression=compression, use_dictionary=True,
+                                        dictionary_pagesize_limit=(512 if embedded else 1) * 1024 * 1024,
                                         write_statistics=True)
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0

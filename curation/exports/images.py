@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import io
+import re
 from collections import OrderedDict
 from pathlib import Path
+from urllib.parse import quote
 
 from django.core.files.storage import default_storage
 from PIL import Image as PILImage
 
 from curation.exports.errors import ExportError
 
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_./-]+")
 _SIGNATURES = ((b"\xff\xd8\xff", "jpg"), (b"\x89PNG", "png"), (b"GIF8", "gif"), (b"BM", "bmp"),
                (b"II*\x00", "tiff"), (b"MM\x00*", "tiff"))
 
@@ -34,8 +37,12 @@ class ImageSource:
         self.cache_size = cache_size
         self._cache: OrderedDict[str, bytes] = OrderedDict()
         self._root = _local_root()
-        self._bucket = getattr(default_storage, "bucket_name", None)
-        self._location = (getattr(default_storage, "location", "") or "").strip("/")
+        bucket = getattr(default_storage, "bucket_name", None)
+        location = (getattr(default_storage, "location", "") or "").strip("/")
+        if bucket:
+            self._url_prefix = f"s3://{bucket}/{location + '/' if location else ''}"
+        else:
+            self._url_prefix = self._root.as_uri().rstrip("/") + "/"
 
     def read(self, key: str, *, uid: str = "") -> bytes:
         data = self._cache.get(key)
@@ -52,9 +59,8 @@ class ImageSource:
 
     def url(self, key: str) -> str:
         """Where the original lies: s3://bucket/key on S3, file:///absolute/path on local storage."""
-        if self._bucket:
-            return f"s3://{self._bucket}/{self._location + '/' if self._location else ''}{key}"
-        return (self._root / key).as_uri()
+        # Keys are content addresses (hex, slashes, a dot): nothing in them needs quoting.
+        return self._url_prefix + (key if _PLAIN_KEY.fullmatch(key) else quote(key))
 
     def _read_stored(self, key: str, uid: str) -> bytes:
         try:

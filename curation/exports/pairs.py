@@ -7,7 +7,7 @@ import pyarrow as pa
 from django.core.exceptions import ValidationError
 
 from curation.exports.options import ExportOptions
-from curation.exports.sources import live_human, pages, pseudonym, pseudonyms_ensure, scalar, timestamp
+from curation.exports.sources import epoch_us, live_human, pseudonym, pseudonyms_ensure, scalar, stream, timestamp
 from curation.exports.tables import TIMESTAMP, ImageColumn, Table, column_batches
 from curation.models import FilterRun
 
@@ -61,12 +61,12 @@ def _labels(choice: str, uid_0: str, uid_1: str):
 def _pickapic_consensus(run: FilterRun, options: ExportOptions) -> Table:
     aspect = run.rules.get("aspect", "overall")
     where = "v.run_id = %s AND v.keep AND v.consensus IN ('a', 'b', 'tie')"
-    sql = (f"SELECT v.id, c.id, v.consensus, v.confidence, {_PAIR_COLUMNS}, "
-           f"(SELECT MAX(j.created_at) FROM annotation_preferencejudgment j WHERE j.comparison_id = c.id "
-           f" AND j.aspect = %s AND {live_human('j')}), "
-           f"(SELECT COUNT(*) FROM annotation_preferencejudgment j WHERE j.comparison_id = c.id "
-           f" AND j.aspect = %s AND {live_human('j')}) "
-           f"FROM curation_unitverdict v {_PAIR_JOINS.format(src='v')} WHERE {where} AND v.id > %s ORDER BY v.id")
+    # The judgment counts and times come from one aggregate joined in, not a subquery per row.
+    sql = (f"SELECT v.id, c.id, v.consensus, v.confidence, {_PAIR_COLUMNS}, {epoch_us('agg.last_at')}, COALESCE(agg.n, 0) "
+           f"FROM curation_unitverdict v {_PAIR_JOINS.format(src='v')} "
+           f"LEFT JOIN (SELECT j.comparison_id, MAX(j.created_at) AS last_at, COUNT(*) AS n "
+           f"FROM annotation_preferencejudgment j WHERE j.project_id = %s AND j.aspect = %s AND {live_human('j')} "
+           f"GROUP BY j.comparison_id) agg ON agg.comparison_id = c.id WHERE {where} ORDER BY v.id")
     count = scalar(f"SELECT COUNT(*) FROM curation_unitverdict v WHERE {where}", [run.pk])
 
     def convert(row):
@@ -80,7 +80,7 @@ def _pickapic_consensus(run: FilterRun, options: ExportOptions) -> Table:
              "image_1_uid", "model_0", "model_1", "user_id", "ranking_id", "created_at", "aspect", "num_judgments",
              "confidence", "_key_0", "_key_1"]
     return Table(config="default", split="train", fields=PICKAPIC_FIELDS, images=PICKAPIC_IMAGES, count=count,
-                 batches=lambda: column_batches(pages(sql, [aspect, aspect, run.pk]), names, convert),
+                 batches=lambda: column_batches(stream(sql, [run.project_id, aspect, run.pk]), names, convert),
                  description=PICKAPIC_COLUMNS)
 
 
@@ -99,10 +99,10 @@ def _pickapic_judgments(project, run: FilterRun | None, options: ExportOptions) 
         excluded = excluded_rater_ids(run)
         if excluded:
             where += f" AND j.annotator_id NOT IN ({', '.join(str(int(i)) for i in excluded)})"
-    sql = (f"SELECT j.id, j.choice, j.created_at, prof.pseudonym, {_PAIR_COLUMNS} "
+    sql = (f"SELECT j.id, j.choice, {epoch_us('j.created_at')}, prof.pseudonym, {_PAIR_COLUMNS} "
            f"FROM annotation_preferencejudgment j {join_run}{_PAIR_JOINS.format(src='j')} "
            f"JOIN annotation_annotatorprofile prof ON prof.user_id = j.annotator_id "
-           f"WHERE {where} AND j.id > %s ORDER BY j.id")
+           f"WHERE {where} ORDER BY j.id")
     count = scalar(f"SELECT COUNT(*) FROM annotation_preferencejudgment j {join_run}WHERE {where}", params)
 
     def convert(row):
@@ -115,7 +115,7 @@ def _pickapic_judgments(project, run: FilterRun | None, options: ExportOptions) 
              "image_1_uid", "model_0", "model_1", "user_id", "ranking_id", "created_at", "aspect", "num_judgments",
              "confidence", "_key_0", "_key_1"]
     return Table(config="default", split="train", fields=PICKAPIC_FIELDS, images=PICKAPIC_IMAGES, count=count,
-                 batches=lambda: column_batches(pages(sql, params), names, convert), description=PICKAPIC_COLUMNS)
+                 batches=lambda: column_batches(stream(sql, params), names, convert), description=PICKAPIC_COLUMNS)
 
 
 def excluded_rater_ids(run: FilterRun) -> list[int]:
@@ -148,7 +148,7 @@ def trl_tables(*, project, run: FilterRun | None, options: ExportOptions) -> lis
     aspect = run.rules.get("aspect", "overall")
     where = "v.run_id = %s AND v.keep AND v.consensus IN ('a', 'b')"
     sql = (f"SELECT v.id, v.consensus, v.confidence, v.strength, {_PAIR_COLUMNS} "
-           f"FROM curation_unitverdict v {_PAIR_JOINS.format(src='v')} WHERE {where} AND v.id > %s ORDER BY v.id")
+           f"FROM curation_unitverdict v {_PAIR_JOINS.format(src='v')} WHERE {where} ORDER BY v.id")
     count = scalar(f"SELECT COUNT(*) FROM curation_unitverdict v WHERE {where}", [run.pk])
 
     def convert(row):
@@ -160,4 +160,4 @@ def trl_tables(*, project, run: FilterRun | None, options: ExportOptions) -> lis
 
     names = ["prompt", "margin", "chosen_uid", "rejected_uid", "aspect", "_key_chosen", "_key_rejected"]
     return [Table(config="default", split="train", fields=TRL_FIELDS, images=TRL_IMAGES, count=count,
-                  batches=lambda: column_batches(pages(sql, [run.pk]), names, convert), description=TRL_COLUMNS)]
+                  batches=lambda: column_batches(stream(sql, [run.pk]), names, convert), description=TRL_COLUMNS)]

@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 
 from annotation.models import MachineAnnotator
 from curation.exports.options import ExportOptions
-from curation.exports.sources import live_human, pages, pseudonym, pseudonyms_ensure, scalar, timestamp
+from curation.exports.sources import epoch_us, live_human, pages, pseudonym, pseudonyms_ensure, scalar, stream, timestamp
 from curation.exports.tables import TIMESTAMP, ImageColumn, Table, column_batches
 from curation.models import FilterRun
 
@@ -228,22 +228,22 @@ def pamela_tables(*, project, run: FilterRun | None, options: ExportOptions) -> 
     counts = dict.fromkeys(PAMELA_SPLITS, 0)
     key_sql = ("SELECT r.id, prof.pseudonym, i.sha256 FROM annotation_personalrating r "
                "JOIN annotation_image i ON i.id = r.image_id JOIN annotation_annotatorprofile prof "
-               f"ON prof.user_id = r.annotator_id WHERE {where} AND r.id > %s ORDER BY r.id")
-    for page in pages(key_sql, params):
+               f"ON prof.user_id = r.annotator_id WHERE {where} ORDER BY r.id")
+    for page in stream(key_sql, params):
         for _, person, uid in page:
             counts[splitter.split(pseudonym(person), uid)] += 1
 
-    sql = ("SELECT r.id, prof.pseudonym, prof.consent_at, prof.age_band, prof.gender, prof.nationality, "
+    sql = (f"SELECT r.id, prof.pseudonym, prof.consent_at, prof.age_band, prof.gender, prof.nationality, "
            "prof.art_experience, prof.photography_experience, i.sha256, i.storage_key, p.text, p.category, "
-           "i.generator, r.value, r.created_at FROM annotation_personalrating r "
+           f"i.generator, r.value, {epoch_us('r.created_at')} FROM annotation_personalrating r "
            "JOIN annotation_image i ON i.id = r.image_id JOIN annotation_prompt p ON p.id = i.prompt_id "
            "JOIN annotation_annotatorprofile prof ON prof.user_id = r.annotator_id "
-           f"WHERE {where} AND r.id > %s ORDER BY r.id")
+           f"WHERE {where} ORDER BY r.id")
     names = ["user_id", "age_band", "gender", "nationality", "art_experience", "photography_experience",
              "image_uid", "prompt", "category", "generator", "rating", "created_at", "_key"]
 
     def rows_of(split):
-        for page in pages(sql, params):
+        for page in stream(sql, params):
             rows = []
             for (_, person, consent_at, age, gender, nationality, art, photo, uid, key, text, category, generator,
                  value, created_at) in page:

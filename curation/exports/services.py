@@ -9,6 +9,7 @@ its manifest.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from django.conf import settings
@@ -183,19 +184,49 @@ def _write(export: DatasetExport, destination, progress: _Progress, on_total) ->
     schemas = {}
     source = ImageSource(max_side=options.image_max_side)
 
-    def done(relative: str, *, count=None, config=None, split=None, hand_over=True):
-        path = root / relative
-        files.append({"path": relative, "sha256": file_sha256(path), "bytes": path.stat().st_size, "rows": count,
-                      **({"config": config, "split": split} if config else {})})
-        if hand_over:  # the card and manifest are published last, by the destination
-            destination.file_done(relative)
+    # A finished file is hashed (and uploaded, for S3) on a second thread while the next one is
+    # written: sha256 and uploads release the GIL, so the two cores both work.
+    pending = []
 
+    def finish(relative, entry):
+        path = root / relative
+        entry.update(sha256=file_sha256(path), bytes=path.stat().st_size)
+        destination.file_done(relative)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-finish") as finisher:
+        def done(relative: str, *, count=None, config=None, split=None):
+            entry = {"path": relative, "rows": count, **({"config": config, "split": split} if config else {})}
+            files.append(entry)
+            pending.append(finisher.submit(finish, relative, entry))
+            while len(pending) > 4:  # the writer stays at most a few files ahead of the finisher
+                pending.pop(0).result()
+
+        try:
+            _write_tables(export, tables, options, root, schemas, rows, source, progress, done)
+            while pending:
+                pending.pop(0).result()
+        finally:
+            for future in pending:  # on failure: stop what has not started before the caller cleans up
+                future.cancel()
+
+    if not progress.done:
+        raise ExportError(f"nothing to export: the project has no {_WHAT[export.format]}"
+                          f"{' that the filter run kept' if export.filter_run_id else ''}")
+    card = root / "README.md"
+    card.write_bytes(card_bytes(export=export, tables=tables, schemas=schemas, rows=rows, files=files))
+    files.append({"path": "README.md", "rows": None, "sha256": file_sha256(card), "bytes": card.stat().st_size})
+    manifest = manifest_build(export=export, tables=tables, files=files, rows=rows)
+    (root / "manifest.json").write_bytes(manifest_bytes(manifest))
+    return manifest
+
+
+def _write_tables(export, tables, options, root, schemas, rows, source, progress, done) -> None:
     for table in tables:
         schema = schemas[(table.config, table.split)] = table.schema(embed=options.embed)
         writer = WRITERS[export.container](
             root=root, table=table, schema=schema, shard_rows=options.shard_rows, group_rows=options.group_rows,
             on_shard=lambda s: done(s.path, count=s.rows, config=s.config, split=s.split))
-        writer.on_image = lambda relative: done(relative)
+        writer.on_image = done
         written = 0
         step = options.group_rows if options.embed else None
         for batch in table.batches():
@@ -206,16 +237,6 @@ def _write(export: DatasetExport, destination, progress: _Progress, on_total) ->
                 progress.advance(count)
         writer.close()
         rows.setdefault(table.config, {})[table.split] = written
-
-    if not progress.done:
-        raise ExportError(f"nothing to export: the project has no {_WHAT[export.format]}"
-                          f"{' that the filter run kept' if export.filter_run_id else ''}")
-    (root / "README.md").write_bytes(card_bytes(export=export, tables=tables, schemas=schemas, rows=rows,
-                                                files=files))
-    done("README.md", hand_over=False)
-    manifest = manifest_build(export=export, tables=tables, files=files, rows=rows)
-    (root / "manifest.json").write_bytes(manifest_bytes(manifest))
-    return manifest
 
 
 def _slices(batch: dict, size: int | None):

@@ -1,6 +1,11 @@
 """Reading what an export needs out of the database in pages, so memory stays flat whatever the
-project's size. Pages are keyset pages (`WHERE key > last ORDER BY key LIMIT n`) over an id
-ceiling taken once where rows may still be added, which works on PostgreSQL and SQLite alike and never holds a long transaction.
+project's size.
+
+`stream` runs one query and fetches its rows a page at a time: on PostgreSQL through a
+server-side cursor on a connection of its own (so the export's progress, written on Django's
+connection, is committed and visible while the rows stream), elsewhere through a plain cursor.
+`pages` is for small driving queries (prompts): keyset pages, `WHERE key > last ORDER BY key`.
+Rows that may still be added while an export runs are cut at an id ceiling taken at its start.
 """
 from __future__ import annotations
 
@@ -38,6 +43,26 @@ def pages(sql: str, params: list, *, page_rows: int = PAGE_ROWS) -> Iterator[lis
         last = rows[-1][0]
 
 
+def stream(sql: str, params: list, *, page_rows: int = PAGE_ROWS) -> Iterator[list[tuple]]:
+    """Pages of the rows of one query, in its order, read as they are needed."""
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            while rows := cursor.fetchmany(page_rows):
+                yield rows
+        return
+    connection.ensure_connection()
+    raw = connection.get_new_connection(connection.get_connection_params())
+    try:
+        with raw.transaction(), raw.cursor(name="prefstudio_export") as cursor:
+            cursor.itersize = page_rows
+            cursor.execute(sql, params)
+            while rows := cursor.fetchmany(page_rows):
+                yield rows
+    finally:
+        raw.close()
+
+
 def scalar(sql: str, params: list):
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -45,15 +70,24 @@ def scalar(sql: str, params: list):
     return row[0] if row else None
 
 
+def epoch_us(expression: str) -> str:
+    """SQL for a timestamp as microseconds since the epoch on PostgreSQL (parsing a million
+    timestamps in Python costs seconds); other databases hand back the value itself."""
+    if connection.vendor == "postgresql":
+        return f"CAST(EXTRACT(EPOCH FROM {expression}) * 1000000 AS BIGINT)"
+    return expression
+
+
 def timestamp(value) -> datetime | None:
-    """A database timestamp as an aware UTC datetime (SQLite hands back text for aggregates)."""
-    if value is None:
-        return None
+    """A database timestamp for an Arrow timestamp column: epoch microseconds (see `epoch_us`)
+    pass through, text (SQLite, for aggregates) and naive values become aware datetimes."""
+    if isinstance(value, int):
+        return value
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
-    if value.tzinfo is None:
+    if value is not None and value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+    return value  # aware values are stored as UTC by pyarrow whatever their zone
 
 
 def pseudonym(value) -> str | None:
