@@ -36,7 +36,7 @@ COPY . .
 RUN if [ -n "$INSTALL_EXTRAS" ]; then target=".[$INSTALL_EXTRAS]"; else target="."; fi \
  && pip install "$target" \
  && rm -rf build ./*.egg-info \
- && mkdir -p var/static var/media \
+ && mkdir -p var/static var/media var/exports var/export-staging \
  && chown -R app:app var
 
 USER app

@@ -103,6 +103,14 @@ def test_postgres_redis_and_minio_keep_their_data_in_named_volumes(compose, serv
         assert volume_names & set(compose["volumes"]), name
 
 
+def test_web_and_the_worker_share_the_export_folder_so_local_exports_can_be_downloaded(compose, services):
+    root = services["worker"]["environment"]["EXPORT_ROOT"]
+    mounts = {name: {m.split(":", 1)[1]: m.split(":", 1)[0] for m in services[name].get("volumes", [])}
+              for name in ("web", "worker")}
+    assert root == services["web"]["environment"]["EXPORT_ROOT"]
+    assert mounts["web"][root] == mounts["worker"][root] and mounts["web"][root] in compose["volumes"]
+
+
 def test_web_migrates_collects_static_then_serves_config_wsgi_with_gunicorn(services):
     command = command_text(services["web"])
     migrate = command.index("manage.py migrate")

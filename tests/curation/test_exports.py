@@ -82,6 +82,9 @@ def test_pickapic_judgment_rows_carry_pseudonyms_and_no_username_or_email(data, 
         assert username.encode() not in everything and email.encode() not in everything
     first = lines[0]
     assert (out / first["jpg_0"]).read_bytes() == data.image_bytes[first["image_0_uid"]]
+    hf = load_hf(out, "data/default/*.jsonl", builder="json")
+    assert hf.column_names == PICKAPIC_COLUMNS and len(hf) == len(lines)
+    assert hf.features["label_0"].dtype == "float64" and hf.features["user_id"].dtype == "string"
 
 
 def test_the_same_inputs_give_byte_identical_files(data, tmp_path):
