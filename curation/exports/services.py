@@ -55,6 +55,7 @@ def dataset_export_create(*, project, format: str, container: str = "parquet", d
     if format == "pickapic" and checked.rows == "consensus" and filter_run is None:
         raise ValidationError({"filter_run": "pickapic consensus rows need a filter run (or options.rows = "
                                              "judgments for one row per human judgment)"})
+    _check_against_project(project, format, checked)
     export = DatasetExport.objects.create(project=project, format=format, container=container, destination="",
                                           filter_run=filter_run, options=checked.as_json(), created_by=created_by)
     export.destination = _destination_for(export, destination, anywhere=anywhere)
@@ -64,6 +65,23 @@ def dataset_export_create(*, project, format: str, container: str = "parquet", d
 
         transaction.on_commit(lambda: dataset_export_build_task.delay(export.pk))
     return export
+
+
+def _check_against_project(project, format: str, options: ExportOptions) -> None:
+    from annotation.models import MachineAnnotator
+
+    known = ["overall", *project.aspect_keys]
+    if format == "pickapic" and options.aspect not in known:
+        raise ValidationError({"options": f"aspect: {options.aspect!r} is not an aspect of this project "
+                                          f"({', '.join(known)})"})
+    if format == "visionprefer":
+        unknown = [a for a in options.aspects or [] if a not in project.aspect_keys]
+        if unknown:
+            raise ValidationError({"options": f"aspects: {', '.join(unknown)} not among the project's aspects "
+                                              f"({', '.join(project.aspect_keys)})"})
+        if options.source != "human" and not MachineAnnotator.objects.filter(name=options.source).exists():
+            raise ValidationError({"options": f"source: no machine annotator named {options.source!r} "
+                                              f"(use human or a machine annotator's name)"})
 
 
 def _destination_for(export: DatasetExport, raw: str, *, anywhere: bool) -> str:

@@ -48,6 +48,16 @@ def test_unknown_options_and_out_of_range_values_name_the_option(data, tmp_path)
                               options={"unseen_people": 1.5}, anywhere=True)
 
 
+def test_an_unknown_aspect_or_score_source_is_refused_before_anything_runs(data, tmp_path):
+    with pytest.raises(ValidationError, match="aspect: 'colour' is not an aspect of this project"):
+        dataset_export_create(project=data.project, format="pickapic", destination=str(tmp_path / "x"),
+                              options={"rows": "judgments", "aspect": "colour"}, anywhere=True)
+    with pytest.raises(ValidationError, match="source: no machine annotator named 'gpt-9'"):
+        dataset_export_create(project=data.project, format="visionprefer", destination=str(tmp_path / "x"),
+                              options={"source": "gpt-9"}, anywhere=True)
+    assert DatasetExport.objects.count() == 0
+
+
 def test_a_destination_without_write_permission_fails_with_a_clear_message(data):
     # Not even root may create folders in sysfs, so this holds on any machine.
     export = build(data, "/sys/prefstudio-export")
