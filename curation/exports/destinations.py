@@ -40,6 +40,15 @@ def os_error_text(exc: OSError, where) -> str:
     return f"cannot write {where}: {exc.strerror or exc}"
 
 
+def _fresh_folder(path: Path, what: str) -> None:
+    """An empty folder at `path` (a leftover of an interrupted export there is removed)."""
+    try:
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+    except OSError as exc:
+        raise ExportError(os_error_text(exc, what)) from exc
+
+
 class LocalFolder:
     def __init__(self, destination: Destination, export_id: int):
         self.target = Path(destination.path).expanduser().resolve()
@@ -49,12 +58,7 @@ class LocalFolder:
         if self.target.exists() and (not self.target.is_dir() or any(self.target.iterdir())):
             raise ExportError(f"destination {self.target} already exists and is not an empty folder; "
                               f"choose a new folder (a finished dataset is never overwritten)")
-        try:
-            if self.staging.exists():
-                shutil.rmtree(self.staging)
-            self.staging.mkdir(parents=True)
-        except OSError as exc:
-            raise ExportError(os_error_text(exc, f"the destination {self.target}")) from exc
+        _fresh_folder(self.staging, f"the destination {self.target}")
 
     @property
     def root(self) -> Path:
@@ -112,11 +116,7 @@ class S3Prefix:
         if found.get("KeyCount", 0) and any(o["Key"] == self.key("manifest.json") for o in found.get("Contents", [])):
             raise ExportError(f"s3://{self.bucket}/{self.key('')} already holds a dataset (it has a manifest.json); "
                               f"choose a new prefix")
-        try:
-            shutil.rmtree(self.staging, ignore_errors=True)
-            self.staging.mkdir(parents=True)
-        except OSError as exc:
-            raise ExportError(os_error_text(exc, f"the staging folder {self.staging}")) from exc
+        _fresh_folder(self.staging, f"the staging folder {self.staging}")
 
     @property
     def root(self) -> Path:
