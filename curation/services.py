@@ -17,6 +17,7 @@ from curation.machine_consistency import (
 )
 from curation.models import FilterRun, UnitVerdict
 from curation.reliability import gold_accuracy, position_bias
+from curation.report import agreement_by_aspect, human_pairwise_by_aspect
 from curation.rules import FilterRules
 
 
@@ -64,9 +65,11 @@ def _evaluate(run: FilterRun):
     rules = FilterRules.from_json(run.rules)
     loaded = pairwise_judgments_load(project_id=run.project_id, aspect=rules.aspect, source="human")
     j = loaded.judgments
+    by_aspect = human_pairwise_by_aspect(project=run.project, run_aspect=rules.aspect, run_loaded=loaded)
+    agreement_rows = agreement_by_aspect(by_aspect=by_aspect, n_resamples=rules.bootstrap_resamples, seed=rules.seed)
     if len(j) == 0:
         return {"message": "no human judgments on this aspect yet: nothing to filter", "judgments": 0,
-                "units": 0, "kept": 0, "dropped": 0, "raters": []}, []
+                "units": 0, "kept": 0, "dropped": 0, "raters": [], "agreement_by_aspect": agreement_rows}, []
 
     bias = position_bias(j, alpha_level=rules.position_bias_p)
     agreement = consensus_agreement(j)
@@ -129,6 +132,7 @@ def _evaluate(run: FilterRun):
         "consensus_method": consensus.method,
         "raters": _rater_table(loaded.rater_ids, j, bias, agreement, gold, excluded),
     }
+    summary["agreement_by_aspect"] = agreement_rows
     summary["machine_judges"] = judges
     summary["strength"] = _strength_summary(strength)
     summary["transitivity"] = _transitivity_summary(loaded, consensus)

@@ -1,0 +1,54 @@
+"""Geometry of the filter-run report's inline SVG plots, computed from the run's summary.
+
+Each function takes a part of `FilterRun.summary` and returns plain dicts of coordinates
+and hover labels that `frontend/filter_run.html` draws; no chart library, no JavaScript.
+"""
+from __future__ import annotations
+
+
+def reliability_dots(raters: list[dict]) -> list[dict]:
+    """One dot per rater: judgments made (x, 40..460) against agreement with the others (y, 220..20)."""
+    most = max([r["judgments"] for r in raters] or [1])
+    return [{"x": 40 + 420 * r["judgments"] / most, "y": 220 - 200 * (r["agreement"] or 0),
+             "excluded": bool(r["excluded"]),
+             "label": f"{r['rater']}: {r['judgments']} judgments, agreement {r['agreement']}"} for r in raters]
+
+
+def strength_bars(histogram: dict | None) -> list[dict]:
+    """One bar per histogram bin, 20 px wide, up to 120 px tall, baseline at y = 140."""
+    histogram = histogram or {"counts": [], "edges": []}
+    tallest = max(histogram["counts"] or [1]) or 1
+    return [{"x": 20 + 22 * i, "height": 120 * n / tallest, "y": 140 - 120 * n / tallest,
+             "label": f"{n} units with mean strength {histogram['edges'][i]:+.2f} to {histogram['edges'][i + 1]:+.2f}"}
+            for i, n in enumerate(histogram["counts"])]
+
+
+AGREEMENT_LEFT, AGREEMENT_RIGHT, AGREEMENT_ROW = 150, 460, 28
+
+
+def agreement_bars(rows: list[dict]) -> dict:
+    """Horizontal bars of alpha per aspect with the bootstrap interval as a whisker.
+
+    The axis runs from min(0, lowest value) to 1; an aspect without a defined alpha gets no
+    bar, only its label and message. Returns the rows, the zero line's x and the height.
+    """
+    values = [v for r in rows for v in (r["alpha"], *r["alpha_ci"]) if v is not None]
+    low = min([0.0, *values])
+
+    def x(value: float) -> float:
+        return AGREEMENT_LEFT + (AGREEMENT_RIGHT - AGREEMENT_LEFT) * (value - low) / (1.0 - low)
+
+    zero = x(0.0)
+    bars = []
+    for i, row in enumerate(rows):
+        y = 10 + AGREEMENT_ROW * i
+        bar = {"aspect": row["aspect"], "y": y, "text_y": y + 14, "label": row["aspect"], "has_alpha": False,
+               "has_ci": False}
+        if row["alpha"] is not None:
+            end = x(row["alpha"])
+            bar.update(has_alpha=True, x=min(zero, end), width=max(abs(end - zero), 1.0),
+                       label=f"{row['aspect']}: alpha {row['alpha']:.3f} on {row['judgments']} judgments")
+            if None not in row["alpha_ci"]:
+                bar.update(has_ci=True, ci_x1=x(row["alpha_ci"][0]), ci_x2=x(row["alpha_ci"][1]), ci_y=y + 10)
+        bars.append(bar)
+    return {"bars": bars, "zero": zero, "one": x(1.0), "height": 20 + AGREEMENT_ROW * max(len(rows), 1)}
