@@ -28,6 +28,17 @@ class LoadedPairwise:
     comparison_ids: np.ndarray  # unit code -> comparison id
     rater_ids: np.ndarray  # rater code -> user id (> 0) or minus the machine annotator id (< 0)
 
+    def keeping_units(self, keep: np.ndarray) -> "LoadedPairwise":
+        """The judgments of the units where `keep` is true, units re-coded densely (raters kept as they are)."""
+        j = self.judgments
+        new_code = np.cumsum(keep) - 1
+        rows = keep[j.unit]
+        judgments = PairwiseJudgments.from_arrays(
+            unit=new_code[j.unit[rows]], rater=j.rater[rows], choice=j.choice[rows],
+            left_is_a=None if j.left_is_a is None else j.left_is_a[rows],
+            seconds=None if j.seconds is None else j.seconds[rows], n_units=int(keep.sum()), n_raters=j.n_raters)
+        return LoadedPairwise(judgments=judgments, comparison_ids=self.comparison_ids[keep], rater_ids=self.rater_ids)
+
 
 def pairwise_judgments_load(*, project_id: int, aspect: str = "overall", source: str = "human",
                             machine_version: str | None = None) -> LoadedPairwise:
@@ -79,6 +90,27 @@ class ComparisonImages:
     @property
     def missing(self) -> np.ndarray:
         return self.image_a < 0
+
+    def codes(self) -> ImageGraph:
+        """Dense image and prompt codes of the comparisons (all must exist)."""
+        if self.missing.any():
+            raise ValueError("codes() needs every comparison to exist; leave the missing ones out first")
+        image_ids, ends = np.unique(np.concatenate([self.image_a, self.image_b]), return_inverse=True)
+        n = self.image_a.size
+        prompt_ids, prompt = np.unique(np.concatenate([self.prompt, self.prompt]), return_inverse=True)
+        prompt_of_image = np.zeros(image_ids.size, dtype=np.int64)
+        prompt_of_image[ends] = prompt
+        return ImageGraph(image_a=ends[:n], image_b=ends[n:], prompt_of_image=prompt_of_image, image_ids=image_ids)
+
+
+@dataclass(frozen=True)
+class ImageGraph:
+    """Per unit the image codes of its two sides; per image code its prompt code and image id."""
+
+    image_a: np.ndarray
+    image_b: np.ndarray
+    prompt_of_image: np.ndarray
+    image_ids: np.ndarray
 
 
 def comparison_images_load(*, project_id: int, comparison_ids: np.ndarray) -> ComparisonImages:

@@ -11,13 +11,17 @@ from annotation.models import MachineAnnotator, Project
 from curation.agreement import consensus_agreement, krippendorff_alpha_bootstrap
 from curation.aggregation import majority_consensus, weighted_consensus
 from curation.judgments import CHOICE_NAMES, CHOICE_TIE, PairwiseJudgments, Ratings
-from curation.loading import pairwise_judgments_load
+from curation.loading import comparison_images_load, pairwise_judgments_load
 from curation.machine_consistency import (
-    PreferenceStrength, StrengthFlag, human_machine_agreement, preference_strength, swap_agreement, transitivity,
+    PreferenceStrength, StrengthFlag, human_machine_agreement, preference_strength, swap_agreement,
 )
 from curation.models import FilterRun, UnitVerdict
 from curation.reliability import gold_accuracy, position_bias
-from curation.report import agreement_by_aspect, human_pairwise_by_aspect
+from curation.rater_bias import bradley_terry_left_advantage
+from curation.report import (
+    agreement_by_aspect, human_pairwise_by_aspect, number, position_bias_fit_summary, rater_table, strength_summary,
+    transitivity_summary,
+)
 from curation.rules import FilterRules
 
 
@@ -64,14 +68,27 @@ def filter_run_execute(*, run_id: int) -> FilterRun:
 def _evaluate(run: FilterRun):
     rules = FilterRules.from_json(run.rules)
     loaded = pairwise_judgments_load(project_id=run.project_id, aspect=rules.aspect, source="human")
+    notes = []
+    pairs = comparison_images_load(project_id=run.project_id, comparison_ids=loaded.comparison_ids)
+    if pairs.missing.any():
+        notes.append(f"{int(pairs.missing.sum())} judged unit(s) skipped: their comparison was deleted (with one of "
+                     f"its images) while the run read the judgments")
+        loaded = loaded.keeping_units(~pairs.missing)
+        pairs = comparison_images_load(project_id=run.project_id, comparison_ids=loaded.comparison_ids)
+        loaded = loaded.keeping_units(~pairs.missing)
     j = loaded.judgments
     by_aspect = human_pairwise_by_aspect(project=run.project, run_aspect=rules.aspect, run_loaded=loaded)
     agreement_rows = agreement_by_aspect(by_aspect=by_aspect, n_resamples=rules.bootstrap_resamples, seed=rules.seed)
     if len(j) == 0:
         return {"message": "no human judgments on this aspect yet: nothing to filter", "judgments": 0,
-                "units": 0, "kept": 0, "dropped": 0, "raters": [], "agreement_by_aspect": agreement_rows}, []
+                "units": 0, "kept": 0, "dropped": 0, "raters": [], "agreement_by_aspect": agreement_rows,
+                "notes": notes}, []
+    graph = pairs.codes()
 
     bias = position_bias(j, alpha_level=rules.position_bias_p)
+    bias_fit = bradley_terry_left_advantage(j, image_a=graph.image_a, image_b=graph.image_b,
+                                            prompt_of_image=graph.prompt_of_image)
+    notes += [m for m in bias_fit.messages if "disconnected" in m]
     agreement = consensus_agreement(j)
     gold = gold_accuracy(j, gold=_gold_answers(run, loaded))
     excluded: dict[int, str] = {}
@@ -127,15 +144,17 @@ def _evaluate(run: FilterRun):
     summary = {
         "judgments": len(j), "judgments_used": int(keep_rows.sum()), "units": j.n_units, "kept": n_kept,
         "dropped": j.n_units - n_kept,
-        "alpha": _number(alpha.alpha), "alpha_ci": [_number(alpha.ci_low), _number(alpha.ci_high)],
+        "alpha": number(alpha.alpha), "alpha_ci": [number(alpha.ci_low), number(alpha.ci_high)],
         "alpha_message": alpha.message or "",
         "consensus_method": consensus.method,
-        "raters": _rater_table(loaded.rater_ids, j, bias, agreement, gold, excluded),
+        "raters": rater_table(loaded.rater_ids, j, bias, bias_fit, agreement, gold, excluded),
+        "position_bias_fit": position_bias_fit_summary(bias_fit),
     }
     summary["agreement_by_aspect"] = agreement_rows
     summary["machine_judges"] = judges
-    summary["strength"] = _strength_summary(strength)
-    summary["transitivity"] = _transitivity_summary(loaded, consensus)
+    summary["strength"] = strength_summary(strength)
+    summary["transitivity"] = transitivity_summary(graph, consensus)
+    summary["notes"] = notes
     if consensus.message:
         summary["message"] = consensus.message
     return summary, verdicts
@@ -168,12 +187,12 @@ def _machine_judges(run, rules, human, consensus):
         swap = swap_agreement(unit=m.unit[mine], shown_first_is_a=m.left_is_a[mine], verdict=m.choice[mine],
                               alpha_level=rules.position_bias_p)
         row = {"judge": names.get(-int(machine.rater_ids[judge]), str(machine.rater_ids[judge])),
-               "judgments": int(mine.sum()), "swap_agreement": _number(swap.agreement),
-               "swapped_units": swap.n_swapped, "first_share": _number(swap.first_share),
-               "p_value": _number(swap.p_value), "position_biased": bool(swap.flagged)}
+               "judgments": int(mine.sum()), "swap_agreement": number(swap.agreement),
+               "swapped_units": swap.n_swapped, "first_share": number(swap.first_share),
+               "p_value": number(swap.p_value), "position_biased": bool(swap.flagged)}
         if agreement is not None:
-            row.update(human_pairs=int(agreement.n_pairs[judge]), human_accuracy=_number(agreement.accuracy[judge]),
-                       human_accuracy_ci=[_number(agreement.ci_low[judge]), _number(agreement.ci_high[judge])])
+            row.update(human_pairs=int(agreement.n_pairs[judge]), human_accuracy=number(agreement.accuracy[judge]),
+                       human_accuracy_ci=[number(agreement.ci_low[judge]), number(agreement.ci_high[judge])])
         rows.append(row)
     return rows, _strength(rules, human, consensus, m, human_unit)
 
@@ -189,35 +208,6 @@ def _strength(rules, human, consensus, m, human_unit) -> PreferenceStrength | No
                                likely_wrong_pct=rules.likely_wrong_pct, ambiguous_pct=rules.ambiguous_pct)
 
 
-def _strength_summary(strength) -> dict | None:
-    if strength is None:
-        return None
-    scored = strength.flag != StrengthFlag.UNSCORED
-    counts, edges = np.histogram(strength.mean[scored], bins=20) if scored.any() else (np.zeros(0), np.zeros(0))
-    return {"scored": int(scored.sum()), "likely_wrong": int((strength.flag == StrengthFlag.LIKELY_WRONG).sum()),
-            "ambiguous": int((strength.flag == StrengthFlag.AMBIGUOUS).sum()),
-            "histogram": {"counts": counts.astype(int).tolist(), "edges": [round(float(e), 4) for e in edges]}}
-
-
-def _transitivity_summary(human, consensus) -> dict:
-    """Cycles in each prompt's majority graph of the consensus verdicts."""
-    from annotation.models import Comparison
-
-    rows = dict((cid, (a, b, p)) for cid, a, b, p in Comparison.objects.filter(id__in=human.comparison_ids.tolist())
-                .values_list("id", "image_a_id", "image_b_id", "prompt_id"))
-    triples = np.array([rows[int(cid)] for cid in human.comparison_ids], dtype=np.int64).reshape(-1, 3)
-    image_ids, codes = np.unique(triples[:, :2], return_inverse=True)
-    codes = codes.reshape(-1, 2)
-    prompt_of_image = np.zeros(len(image_ids), dtype=np.int64)
-    prompt_codes = np.unique(triples[:, 2], return_inverse=True)[1]
-    prompt_of_image[codes[:, 0]] = prompt_codes
-    prompt_of_image[codes[:, 1]] = prompt_codes
-    result = transitivity(image_a=codes[:, 0], image_b=codes[:, 1], verdict=consensus.verdict,
-                          prompt_of_image=prompt_of_image)
-    return {"prompts_checked": result.n_prompts_checked, "prompts_with_cycles": int(result.has_cycle.sum()),
-            "cycle_share": _number(result.cycle_share), "message": result.message or ""}
-
-
 def _suspend_excluded(run, summary) -> list[str]:
     """Suspend the people this run left out (machines are never members); returns their names."""
     from annotation.services import membership_suspend
@@ -229,11 +219,6 @@ def _suspend_excluded(run, summary) -> list[str]:
             membership_suspend(project=run.project, user=users[row["rater"]],
                                reason=f"filter run {run.name} v{run.version}: {row['excluded']}")
     return sorted(users)
-
-
-def _number(value) -> float | None:
-    value = float(value)
-    return None if math.isnan(value) else round(value, 6)
 
 
 def _gold_answers(run, loaded) -> np.ndarray:
@@ -249,21 +234,3 @@ def _gold_answers(run, loaded) -> np.ndarray:
         if answer and answer.get("choice") in codes:
             answers[code] = codes[answer["choice"]]
     return answers
-
-
-def _rater_table(rater_ids, j, bias, agreement, gold, excluded) -> list[dict]:
-    names = dict(get_user_model().objects.filter(id__in=[int(i) for i in rater_ids if i > 0])
-                 .values_list("id", "username"))
-    machines = dict(MachineAnnotator.objects.filter(id__in=[-int(i) for i in rater_ids if i < 0])
-                    .values_list("id", "name"))
-    counts = np.bincount(j.rater, minlength=j.n_raters)
-    rows = []
-    for r, rater_id in enumerate(rater_ids):
-        rater_id = int(rater_id)
-        rows.append({
-            "rater": names.get(rater_id) if rater_id > 0 else f"machine:{machines.get(-rater_id)}",
-            "judgments": int(counts[r]), "left_share": _number(bias.left_share[r]), "p_value": _number(bias.p_value[r]),
-            "agreement": _number(agreement.agreement[r]), "gold_answers": int(gold.n_gold[r]),
-            "gold_accuracy": _number(gold.accuracy[r]), "excluded": excluded.get(r, ""),
-        })
-    return rows

@@ -52,3 +52,39 @@ def agreement_bars(rows: list[dict]) -> dict:
                 bar.update(has_ci=True, ci_x1=x(row["alpha_ci"][0]), ci_x2=x(row["alpha_ci"][1]), ci_y=y + 10)
         bars.append(bar)
     return {"bars": bars, "zero": zero, "one": x(1.0), "height": 20 + AGREEMENT_ROW * max(len(rows), 1)}
+
+
+SHARE_LEFT, SHARE_RIGHT, ADVANTAGE_LEFT, ADVANTAGE_RIGHT, BIAS_ROW = 120, 290, 320, 470, 22
+
+
+def position_bias_rows(raters: list[dict]) -> dict:
+    """Two panels, one row per rater: the left share with its 95% Wilson interval on 0..1, and
+    the Bradley-Terry left advantage with +-1.96 standard errors on an axis symmetric about 0."""
+    reach = max([0.5] + [abs(r["left_advantage"]) + 1.96 * (r["left_advantage_se"] or 0)
+                         for r in raters if r.get("left_advantage") is not None])
+
+    def share_x(value):
+        return SHARE_LEFT + (SHARE_RIGHT - SHARE_LEFT) * value
+
+    def advantage_x(value):
+        return ADVANTAGE_LEFT + (ADVANTAGE_RIGHT - ADVANTAGE_LEFT) * (value + reach) / (2 * reach)
+
+    rows = []
+    for i, r in enumerate(raters):
+        y = 30 + BIAS_ROW * i
+        row = {"rater": r["rater"], "y": y, "text_y": y + 4, "excluded": bool(r["excluded"]),
+               "has_share": r["left_share"] is not None, "has_advantage": r.get("left_advantage") is not None}
+        if row["has_share"]:
+            low, high = r.get("left_share_ci") or [r["left_share"], r["left_share"]]
+            row.update(share=share_x(r["left_share"]), share_low=share_x(low), share_high=share_x(high),
+                       share_label=f"{r['rater']}: left {r['left_share']:.2f} ({low:.2f} to {high:.2f}), "
+                                   f"p = {r['p_value']:.1e}")
+        if row["has_advantage"]:
+            advantage, error = r["left_advantage"], r["left_advantage_se"] or 0.0
+            row.update(advantage=advantage_x(advantage), advantage_low=advantage_x(advantage - 1.96 * error),
+                       advantage_high=advantage_x(advantage + 1.96 * error),
+                       advantage_label=f"{r['rater']}: left advantage {advantage:+.2f} log-odds (se {error:.2f})")
+        rows.append(row)
+    return {"rows": rows, "height": 40 + BIAS_ROW * max(len(raters), 1), "half": share_x(0.5),
+            "share_left": SHARE_LEFT, "share_right": SHARE_RIGHT, "zero": advantage_x(0.0),
+            "advantage_left": ADVANTAGE_LEFT, "advantage_right": ADVANTAGE_RIGHT, "reach": round(reach, 2)}

@@ -56,3 +56,35 @@ def test_the_page_draws_a_bar_per_aspect_and_the_agreement_table(project, resear
 
     assert 'data-testid="agreement-bar-overall"' in html and 'data-testid="agreement-bar-aesthetic"' in html
     assert 'data-testid="run-agreement-aesthetic"' in html
+
+
+def test_the_rater_table_gives_each_raters_left_advantage_from_the_bradley_terry_fit(project):
+    simulated_crowd(project, units=120)
+
+    run = run_filter(project)
+
+    raters = {row["rater"]: row for row in run.summary["raters"]}
+    lefty = raters["lefty"]
+    assert lefty["left_advantage"] > 2 and lefty["left_advantage_se"] > 0  # always left: as far as the prior allows
+    for name in ("r1", "r2", "r3", "r4", "r5", "clicker"):
+        row = raters[name]
+        assert abs(row["left_advantage"]) < 3 * row["left_advantage_se"], row
+        assert row["left_share_ci"][0] < row["left_share"] < row["left_share_ci"][1]
+    fit = run.summary["position_bias_fit"]
+    assert fit["converged"] and fit["ties"] == "left out" and fit["judgments"] == 7 * 120
+    # simulated_crowd gives every pair two images of its own: one prompt, 120 unconnected parts.
+    assert fit["components"] == 120 and fit["split_prompts"] == 1
+
+
+def test_the_page_draws_each_raters_left_share_and_left_advantage(project, researcher):
+    simulated_crowd(project, units=40)
+    run = run_filter(project)
+    page = APIClient()
+    page.force_login(researcher)
+
+    html = page.get(f"/filter-runs/{run.pk}/").content.decode()
+
+    plot = html[html.index('data-testid="position-bias-plot"'):]
+    plot = plot[:plot.index("</svg>")]
+    assert plot.count('data-testid="bias-share-') == 7 and plot.count('data-testid="bias-advantage-') == 7
+    assert "lefty: left 1.00" in plot and "lefty: left advantage +" in plot
