@@ -7,14 +7,13 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from annotation.models import MachineAnnotator, Project
+from annotation.models import Project
 from curation.agreement import consensus_agreement, krippendorff_alpha_bootstrap
 from curation.aggregation import majority_consensus, weighted_consensus
 from curation.judgments import CHOICE_NAMES, CHOICE_TIE, PairwiseJudgments, Ratings
 from curation.loading import comparison_images_load, pairwise_judgments_load
-from curation.machine_consistency import (
-    PreferenceStrength, StrengthFlag, human_machine_agreement, preference_strength, swap_agreement,
-)
+from curation.judge_report import machine_judges_report
+from curation.machine_consistency import StrengthFlag
 from curation.models import FilterRun, UnitVerdict
 from curation.reliability import gold_accuracy, position_bias
 from curation.rater_bias import bradley_terry_left_advantage
@@ -23,6 +22,7 @@ from curation.report import (
     transitivity_summary,
 )
 from curation.rules import FilterRules
+from curation.score_report import aspect_score_summary, machine_score_summary, rater_consistency_summary, scores_load
 
 
 @transaction.atomic
@@ -115,7 +115,9 @@ def _evaluate(run: FilterRun):
         consensus = weighted_consensus(kept, min_judgments=rules.min_judgments, min_posterior=rules.min_confidence,
                                        tie_threshold=rules.tie_threshold, seed=rules.seed)
     dropped_by_rater = np.bincount(j.unit[~keep_rows], minlength=j.n_units)
-    judges, strength = _machine_judges(run, rules, loaded, consensus)
+    scores = scores_load(project=run.project)
+    judges, strength = machine_judges_report(project_id=run.project_id, rules=rules, human=loaded,
+                                             consensus=consensus, scores=scores)
 
     verdicts, n_kept = [], 0
     for unit in range(j.n_units):
@@ -154,58 +156,16 @@ def _evaluate(run: FilterRun):
     summary["machine_judges"] = judges
     summary["strength"] = strength_summary(strength)
     summary["transitivity"] = transitivity_summary(graph, consensus)
+    summary["aspect_scores"] = aspect_score_summary(scores, n_resamples=rules.bootstrap_resamples, seed=rules.seed)
+    summary["rater_consistency"] = rater_consistency_summary(project=run.project, scores=scores, by_aspect=by_aspect)
+    summary["machine_scores"] = machine_score_summary(scores)
+    dropped_nan = summary["aspect_scores"]["dropped_nan"] + summary["aspect_scores"]["machine_dropped_nan"]
+    if dropped_nan:
+        notes.append(f"{dropped_nan} NaN aspect score(s) dropped before the score checks")
     summary["notes"] = notes
     if consensus.message:
         summary["message"] = consensus.message
     return summary, verdicts
-
-
-def _machine_judges(run, rules, human, consensus):
-    """Each machine judge's pairwise verdicts on this aspect: its swap agreement and first-position
-    bias, and its accuracy against the human consensus where both judged; and the preference
-    strength of every unit across the judges (None without machine verdicts)."""
-    machine = pairwise_judgments_load(project_id=run.project_id, aspect=rules.aspect, source="machine")
-    m = machine.judgments
-    if len(m) == 0:
-        return [], None
-    names = dict(MachineAnnotator.objects.filter(id__in=[-int(i) for i in machine.rater_ids])
-                 .values_list("id", "name"))
-    # Machine units in the human unit codes (-1 where no human judged the pair).
-    position = np.searchsorted(human.comparison_ids, machine.comparison_ids)
-    position = np.clip(position, 0, max(len(human.comparison_ids) - 1, 0))
-    found = (len(human.comparison_ids) > 0) & (human.comparison_ids[position] == machine.comparison_ids) \
-        if len(human.comparison_ids) else np.zeros(len(machine.comparison_ids), dtype=bool)
-    human_unit = np.where(found, position, -1)[m.unit]
-    shared = human_unit >= 0
-    agreement = None
-    if shared.any():
-        agreement = human_machine_agreement(human_consensus=consensus.verdict, unit=human_unit[shared],
-                                            verdict=m.choice[shared], judge=m.rater[shared], n_judges=m.n_raters)
-    rows = []
-    for judge in range(m.n_raters):
-        mine = m.rater == judge
-        swap = swap_agreement(unit=m.unit[mine], shown_first_is_a=m.left_is_a[mine], verdict=m.choice[mine],
-                              alpha_level=rules.position_bias_p)
-        row = {"judge": names.get(-int(machine.rater_ids[judge]), str(machine.rater_ids[judge])),
-               "judgments": int(mine.sum()), "swap_agreement": number(swap.agreement),
-               "swapped_units": swap.n_swapped, "first_share": number(swap.first_share),
-               "p_value": number(swap.p_value), "position_biased": bool(swap.flagged)}
-        if agreement is not None:
-            row.update(human_pairs=int(agreement.n_pairs[judge]), human_accuracy=number(agreement.accuracy[judge]),
-                       human_accuracy_ci=[number(agreement.ci_low[judge]), number(agreement.ci_high[judge])])
-        rows.append(row)
-    return rows, _strength(rules, human, consensus, m, human_unit)
-
-
-def _strength(rules, human, consensus, m, human_unit) -> PreferenceStrength | None:
-    """Secrets of RLHF II: across the judges, how strongly each unit's consensus side is preferred."""
-    decided = np.isin(consensus.verdict, (0, 1))
-    rows = (human_unit >= 0) & decided[np.maximum(human_unit, 0)]
-    if not rows.any():
-        return None
-    return preference_strength(pair=human_unit[rows], judge=m.rater[rows], verdict=m.choice[rows],
-                               chosen=np.where(decided, consensus.verdict, 0), n_pairs=human.judgments.n_units,
-                               likely_wrong_pct=rules.likely_wrong_pct, ambiguous_pct=rules.ambiguous_pct)
 
 
 def _suspend_excluded(run, summary) -> list[str]:
