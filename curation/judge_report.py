@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from curation.judge_matrix import UNDECIDED, judge_unit_verdicts, verdict_agreement_matrix
 from curation.loading import LoadedPairwise, comparison_images_load, pairwise_judgments_load
 from curation.machine_consistency import (
     PreferenceStrength, human_machine_agreement, preference_strength, score_pair_agreement, self_consistency,
@@ -15,14 +16,16 @@ from curation.score_report import ScoreData
 
 
 def machine_judges_report(*, project_id: int, rules, human: LoadedPairwise, consensus, scores: ScoreData):
-    """Rows for the report's machine-judge table and the preference strength (None without
-    machine verdicts on units with a decided human consensus); ([], None) without machine verdicts."""
+    """Rows for the report's machine-judge table, the agreement matrix of the judges and the
+    human consensus, and the preference strength (None without machine verdicts on units with a
+    decided human consensus); ([], None, None) without machine verdicts."""
     machine = pairwise_judgments_load(project_id=project_id, aspect=rules.aspect, source="machine")
     m = machine.judgments
     if len(m) == 0:
-        return [], None
+        return [], None, None
     names = [name.removeprefix("machine:") for name in rater_names(machine.rater_ids)]
     human_unit = _human_units(human, machine)
+    matrix = _agreement_matrix(names, m, human_unit, consensus)
     shared = human_unit >= 0
     agreement = None
     if shared.any():
@@ -47,7 +50,20 @@ def machine_judges_report(*, project_id: int, rules, human: LoadedPairwise, cons
             row.update(human_pairs=int(agreement.n_pairs[judge]), human_accuracy=number(agreement.accuracy[judge]),
                        human_accuracy_ci=[number(agreement.ci_low[judge]), number(agreement.ci_high[judge])])
         rows.append(row)
-    return rows, _strength(rules, human, consensus, m, human_unit, score_a, score_b)
+    return rows, matrix, _strength(rules, human, consensus, m, human_unit, score_a, score_b)
+
+
+def _agreement_matrix(names, m, human_unit, consensus) -> dict:
+    """The human consensus and every judge against each other, on the machine-judged units."""
+    machine_verdicts = judge_unit_verdicts(unit=m.unit, judge=m.rater, verdict=m.choice, n_units=m.n_units,
+                                           n_judges=m.n_raters)
+    human_verdict = np.full(m.n_units, UNDECIDED)
+    human_verdict[m.unit] = np.where(human_unit >= 0, consensus.verdict[np.maximum(human_unit, 0)], UNDECIDED)
+    result = verdict_agreement_matrix(np.vstack([human_verdict, machine_verdicts]))
+    return {"labels": ["human consensus", *names],
+            "agreement": [[number(v) for v in row] for row in result.agreement],
+            "shared": result.shared.tolist(),
+            "message": "" if result.shared[0, 0] else "no machine-judged unit has a decided human consensus"}
 
 
 def _human_units(human: LoadedPairwise, machine: LoadedPairwise) -> np.ndarray:

@@ -116,7 +116,7 @@ def _evaluate(run: FilterRun):
                                        tie_threshold=rules.tie_threshold, seed=rules.seed)
     dropped_by_rater = np.bincount(j.unit[~keep_rows], minlength=j.n_units)
     scores = scores_load(project=run.project)
-    judges, strength = machine_judges_report(project_id=run.project_id, rules=rules, human=loaded,
+    judges, judge_matrix, strength = machine_judges_report(project_id=run.project_id, rules=rules, human=loaded,
                                              consensus=consensus, scores=scores)
 
     verdicts, n_kept = [], 0
@@ -154,6 +154,7 @@ def _evaluate(run: FilterRun):
     }
     summary["agreement_by_aspect"] = agreement_rows
     summary["machine_judges"] = judges
+    summary["judge_matrix"] = judge_matrix
     summary["strength"] = strength_summary(strength)
     summary["transitivity"] = transitivity_summary(graph, consensus)
     summary["aspect_scores"] = aspect_score_summary(scores, n_resamples=rules.bootstrap_resamples, seed=rules.seed)

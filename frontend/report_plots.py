@@ -88,3 +88,38 @@ def position_bias_rows(raters: list[dict]) -> dict:
     return {"rows": rows, "height": 40 + BIAS_ROW * max(len(raters), 1), "half": share_x(0.5),
             "share_left": SHARE_LEFT, "share_right": SHARE_RIGHT, "zero": advantage_x(0.0),
             "advantage_left": ADVANTAGE_LEFT, "advantage_right": ADVANTAGE_RIGHT, "reach": round(reach, 2)}
+
+
+MATRIX_LEFT, MATRIX_TOP, MATRIX_CELL_W, MATRIX_CELL_H = 130, 70, 64, 28
+
+
+def _heat(value: float) -> str:
+    """A fill from pale grey (0) to the report's blue (1)."""
+    low, high = (246, 248, 250), (11, 92, 173)
+    return "#" + "".join(f"{round(a + (b - a) * value):02x}" for a, b in zip(low, high))
+
+
+def agreement_matrix(matrix: dict | None) -> dict | None:
+    """A heat table: one cell per (row judge, column judge) with the agreement on the units both
+    decided, coloured by it, labelled with the value and the shared count on hover."""
+    if not matrix:
+        return None
+    labels = matrix["labels"]
+    cells = []
+    for i, row in enumerate(matrix["agreement"]):
+        for j, value in enumerate(row):
+            shared = matrix["shared"][i][j]
+            x, y = MATRIX_LEFT + MATRIX_CELL_W * j, MATRIX_TOP + MATRIX_CELL_H * i
+            cells.append({
+                "x": x, "y": y, "text_x": x + MATRIX_CELL_W / 2, "text_y": y + 18, "row": labels[i],
+                "column": labels[j], "fill": _heat(value) if value is not None else "#ffffff",
+                "ink": "#ffffff" if value is not None and value > 0.6 else "#1f2328",
+                "text": f"{value:.2f}" if value is not None else "–",
+                "label": f"{labels[i]} vs {labels[j]}: " + (f"agree on {value:.0%} of {shared} units"
+                                                            if value is not None else "no unit decided by both")})
+    heads = [{"label": label, "x": MATRIX_LEFT + MATRIX_CELL_W * j + MATRIX_CELL_W / 2,
+              "y": MATRIX_TOP - 8} for j, label in enumerate(labels)]
+    rows = [{"label": label, "y": MATRIX_TOP + MATRIX_CELL_H * i + 18} for i, label in enumerate(labels)]
+    return {"cells": cells, "heads": heads, "rows": rows, "width": MATRIX_LEFT + MATRIX_CELL_W * len(labels) + 10,
+            "height": MATRIX_TOP + MATRIX_CELL_H * len(labels) + 10, "cell_w": MATRIX_CELL_W,
+            "cell_h": MATRIX_CELL_H}

@@ -213,4 +213,5 @@ def filter_run(request, run_id: int):
         "strength_bars": report_plots.strength_bars((summary.get("strength") or {}).get("histogram")),
         "agreement_plot": report_plots.agreement_bars(summary.get("agreement_by_aspect", [])),
         "bias_plot": report_plots.position_bias_rows(summary.get("raters", [])),
+        "matrix_plot": report_plots.agreement_matrix(summary.get("judge_matrix")),
     })
