@@ -6,12 +6,14 @@ and hover labels that `frontend/filter_run.html` draws; no chart library, no Jav
 from __future__ import annotations
 
 
-def reliability_dots(raters: list[dict]) -> list[dict]:
-    """One dot per rater: judgments made (x, 40..460) against agreement with the others (y, 220..20)."""
-    most = max([r["judgments"] for r in raters] or [1])
-    return [{"x": 40 + 420 * r["judgments"] / most, "y": 220 - 200 * (r["agreement"] or 0),
+def reliability_dots(raters: list[dict]) -> dict:
+    """One dot per rater: judgments made (x, 40..460 for 0..the most) against agreement with the
+    others' consensus (y, 220..20 for 0..1; a rater without a figure sits on 0)."""
+    most = max([r["judgments"] for r in raters] or [1]) or 1
+    dots = [{"x": 40 + 420 * r["judgments"] / most, "y": 220 - 200 * (r["agreement"] or 0),
              "excluded": bool(r["excluded"]),
              "label": f"{r['rater']}: {r['judgments']} judgments, agreement {r['agreement']}"} for r in raters]
+    return {"dots": dots, "most": most}
 
 
 def strength_bars(histogram: dict | None) -> list[dict]:

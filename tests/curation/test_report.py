@@ -88,3 +88,18 @@ def test_the_page_draws_each_raters_left_share_and_left_advantage(project, resea
     plot = plot[:plot.index("</svg>")]
     assert plot.count('data-testid="bias-share-') == 7 and plot.count('data-testid="bias-advantage-') == 7
     assert "lefty: left 1.00" in plot and "lefty: left advantage +" in plot
+
+
+def test_the_reliability_plot_puts_each_rater_at_their_volume_and_agreement(project, researcher):
+    simulated_crowd(project, units=40)
+    run = run_filter(project)
+    page = APIClient()
+    page.force_login(researcher)
+
+    html = page.get(f"/filter-runs/{run.pk}/").content.decode()
+
+    plot = html[html.index('data-testid="reliability-plot"'):]
+    plot = plot[:plot.index("</svg>")]
+    lefty = next(r for r in run.summary["raters"] if r["rater"] == "lefty")
+    assert plot.count("<circle") == 7 and ">40</text>" in plot  # the x axis ends at the most judgments made
+    assert f'cy="{220 - 200 * lefty["agreement"]}"' in plot and 'fill="#a40e26"><title>lefty: 40 judgments' in plot
