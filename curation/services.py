@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -12,6 +13,7 @@ from curation.agreement import consensus_agreement, krippendorff_alpha_bootstrap
 from curation.aggregation import majority_consensus, weighted_consensus
 from curation.judgments import CHOICE_NAMES, CHOICE_TIE, PairwiseJudgments, Ratings
 from curation.loading import comparison_images_load, pairwise_judgments_load
+from curation.image_files import missing_image_files
 from curation.judge_report import machine_judges_report
 from curation.machine_consistency import StrengthFlag
 from curation.models import FilterRun, UnitVerdict
@@ -30,8 +32,6 @@ def filter_run_create(*, project: Project, name: str, rules: dict | None, create
     """Record a run of `rules` (defaults filled in) as the next version of `name`; it runs after commit."""
     checked = FilterRules.from_json(rules)
     if checked.aspect != "overall" and checked.aspect not in project.aspect_keys:
-        from django.core.exceptions import ValidationError
-
         raise ValidationError({"rules": f"aspect: {checked.aspect!r} is not an aspect of this project"})
     last = (FilterRun.objects.select_for_update().filter(project=project, name=name).order_by("-version")
             .values_list("version", flat=True).first())
@@ -47,10 +47,18 @@ def filter_run_execute(*, run_id: int) -> FilterRun:
     run = FilterRun.objects.select_related("project").get(pk=run_id)
     if run.status != FilterRun.Status.PENDING:
         return run
+    try:
+        FilterRules.from_json(run.rules)
+    except ValidationError as exc:  # rules stored around filter_run_create (the admin): final, not retried
+        FilterRun.objects.filter(pk=run.pk).update(status=FilterRun.Status.FAILED, finished_at=timezone.now(),
+                                                   message="; ".join(exc.messages)[:2000])
+        run.refresh_from_db()
+        return run
     FilterRun.objects.filter(pk=run.pk).update(status=FilterRun.Status.RUNNING, started_at=timezone.now())
     try:
         summary, verdicts = _evaluate(run)
         with transaction.atomic():
+            verdicts = _without_deleted_comparisons(run, summary, verdicts)
             UnitVerdict.objects.filter(run=run).delete()
             UnitVerdict.objects.bulk_create(verdicts, batch_size=5000)
             if run.rules.get("suspend_excluded_raters"):
@@ -63,6 +71,22 @@ def filter_run_execute(*, run_id: int) -> FilterRun:
         raise
     run.refresh_from_db()
     return run
+
+
+def _without_deleted_comparisons(run, summary, verdicts) -> list:
+    """The verdicts whose comparison still exists; the summary's counts and notes follow (a
+    comparison goes with its images, which may be deleted while a run computes)."""
+    exists = ~comparison_images_load(project_id=run.project_id, comparison_ids=np.array(
+        [v.comparison_id for v in verdicts], dtype=np.int64)).missing
+    if exists.all():
+        return verdicts
+    gone = [v for v, ok in zip(verdicts, exists) if not ok]
+    summary["units"] -= len(gone)
+    summary["kept"] -= sum(v.keep for v in gone)
+    summary["dropped"] -= sum(not v.keep for v in gone)
+    summary.setdefault("notes", []).append(f"{len(gone)} unit(s) skipped: their comparison was deleted (with one of "
+                                           f"its images) while the run computed")
+    return [v for v, ok in zip(verdicts, exists) if ok]
 
 
 def _evaluate(run: FilterRun):
@@ -117,7 +141,10 @@ def _evaluate(run: FilterRun):
     dropped_by_rater = np.bincount(j.unit[~keep_rows], minlength=j.n_units)
     scores = scores_load(project=run.project)
     judges, judge_matrix, strength = machine_judges_report(project_id=run.project_id, rules=rules, human=loaded,
-                                             consensus=consensus, scores=scores)
+                                                           consensus=consensus, scores=scores)
+    missing_files = {}
+    if rules.check_image_files:
+        missing_files = missing_image_files(project_id=run.project_id, image_ids=graph.image_ids)
 
     verdicts, n_kept = [], 0
     for unit in range(j.n_units):
@@ -131,6 +158,10 @@ def _evaluate(run: FilterRun):
               and strength.flag[unit] == StrengthFlag.LIKELY_WRONG):
             reasons.append(f"likely wrong: the machine judges' preference strength for it is "
                            f"{strength.mean[unit]:+.2f}, among the weakest {rules.likely_wrong_pct:g}%")
+        for side, image in (("a", graph.image_a[unit]), ("b", graph.image_b[unit])):
+            if int(graph.image_ids[image]) in missing_files:
+                reasons.append(f"image {side} ({int(graph.image_ids[image])}) is missing from storage: "
+                               f"{missing_files[int(graph.image_ids[image])]}")
         if reasons and dropped_by_rater[unit]:
             reasons.append(f"{int(dropped_by_rater[unit])} judgment(s) from excluded raters left out")
         keep = not reasons
@@ -163,6 +194,12 @@ def _evaluate(run: FilterRun):
     dropped_nan = summary["aspect_scores"]["dropped_nan"] + summary["aspect_scores"]["machine_dropped_nan"]
     if dropped_nan:
         notes.append(f"{dropped_nan} NaN aspect score(s) dropped before the score checks")
+    if missing_files:
+        units = np.isin(graph.image_ids[graph.image_a], list(missing_files)) | np.isin(
+            graph.image_ids[graph.image_b], list(missing_files))
+        notes.append(f"{int(units.sum())} unit(s) dropped: {len(missing_files)} of their image(s) have a file "
+                     f"missing from storage")
+    summary["image_files"] = {"checked": bool(rules.check_image_files), "missing": len(missing_files)}
     summary["notes"] = notes
     if consensus.message:
         summary["message"] = consensus.message
