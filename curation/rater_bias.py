@@ -40,7 +40,8 @@ class LeftAdvantage:
     approximate standard error and the a / b judgments it rests on (NaN for raters with
     none). Per image code: the Bradley-Terry log-strength (NaN for images in no a / b
     judgment). `n_components` counts the parts of the comparison graph the fit saw;
-    `n_split_prompts` the prompts whose judged images fall into more than one part."""
+    `n_split_prompts` the prompts whose judged images fall into more than one part, which
+    `graph_message` then describes (None when no prompt is split)."""
 
     left_advantage: np.ndarray
     std_error: np.ndarray
@@ -52,6 +53,7 @@ class LeftAdvantage:
     n_iterations: int
     converged: bool
     l2: float
+    graph_message: str | None = None
     messages: tuple[str, ...] = ()
 
 
@@ -105,7 +107,8 @@ def bradley_terry_left_advantage(
         message = "no judgments" if len(judgments) == 0 else "every judgment is a tie; no side to fit"
         return LeftAdvantage(left_advantage=nan_raters, std_error=nan_raters.copy(), n_sided=n_sided,
                              strength=np.full(n_images_all, np.nan), n_components=0, n_split_prompts=0,
-                             n_ties_left_out=n_ties, n_iterations=0, converged=False, l2=l2, messages=(message,))
+                             n_ties_left_out=n_ties, n_iterations=0, converged=False, l2=l2, graph_message=None,
+                             messages=(message,))
 
     # Dense codes for the units and images the a / b judgments touch.
     units, unit = np.unique(unit, return_inverse=True)
@@ -169,13 +172,12 @@ def bradley_terry_left_advantage(
         prompt = prompt_of_image[images]
         parts = np.unique(prompt * n_components + component)
         n_split = int(np.count_nonzero(np.bincount(parts // n_components) > 1))
-    messages = []
+    graph_message = None
     if n_split:
-        n_prompts = np.unique(prompt).size
-        messages.append(
-            f"the comparison graph is disconnected: {n_components} components over {n_prompts} prompt(s), "
-            f"{n_split} prompt(s) split into unconnected parts; strengths across parts rest on the prior, "
-            "left advantages are unaffected")
+        graph_message = (f"the comparison graph is disconnected: {n_components} components over "
+                         f"{np.unique(prompt).size} prompt(s), {n_split} prompt(s) split into unconnected parts; "
+                         "strengths across parts rest on the prior, left advantages are unaffected")
+    messages = [graph_message] if graph_message else []
     if not converged:
         messages.append(f"the Bradley-Terry fit did not converge in {max_iter} steps")
     if n_ties:
@@ -184,4 +186,5 @@ def bradley_terry_left_advantage(
         left_advantage=np.where(has_sides, advantage, np.nan),
         std_error=np.where(has_sides, np.sqrt(np.diag(covariance)), np.nan),
         n_sided=n_sided, strength=full_strength, n_components=int(n_components), n_split_prompts=n_split,
-        n_ties_left_out=n_ties, n_iterations=iterations, converged=converged, l2=l2, messages=tuple(messages))
+        n_ties_left_out=n_ties, n_iterations=iterations, converged=converged, l2=l2, graph_message=graph_message,
+        messages=tuple(messages))

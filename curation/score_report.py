@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from curation.agreement import krippendorff_alpha, krippendorff_alpha_bootstrap
 from curation.aggregation import zscore_aspect_scores
+from curation.agreement import krippendorff_alpha, krippendorff_alpha_bootstrap
 from curation.judgments import Ratings
 from curation.loading import LoadedPairwise, LoadedScores, comparison_images_load, image_scores_load
 from curation.machine_consistency import human_machine_agreement
@@ -50,7 +50,9 @@ def aspect_score_summary(scores: ScoreData, *, n_resamples: int, seed: int) -> d
         alpha_raw = krippendorff_alpha(Ratings.from_arrays(unit=unit, rater=rater, value=human.value[mine]),
                                        level="interval")
         n_nan = int(np.isnan(human.value[mine]).sum())
-        messages = ([f"{n_nan} NaN score(s) dropped"] if n_nan else []) + [m for m in (alpha_z.message,) if m]
+        messages = [f"{n_nan} NaN score(s) dropped"] if n_nan else []
+        if alpha_z.message:
+            messages.append(alpha_z.message)
         rows.append({"aspect": aspect, "scores": int(mine.sum()), "images": int(np.unique(unit).size),
                      "raters": int(np.unique(rater).size), "alpha_z": number(alpha_z.alpha),
                      "alpha_z_ci": [number(alpha_z.ci_low), number(alpha_z.ci_high)],
@@ -139,8 +141,14 @@ def machine_score_summary(scores: ScoreData) -> dict:
                                          score=machine.value[mine], score_judge=machine.rater[mine],
                                          n_judges=machine.rater_ids.size)
         for judge in judged:
-            rows.append({"judge": names[judge].removeprefix("machine:"), "aspect": aspect,
-                         "images": int(result.n_images[judge]), "plcc": number(result.plcc[judge]),
-                         "plcc_p": number(result.plcc_p[judge]), "srcc": number(result.srcc[judge]),
-                         "srcc_p": number(result.srcc_p[judge])})
+            n_images = int(result.n_images[judge])
+            message = ""
+            if n_images < 3:
+                message = f"{n_images} image(s) scored by it and by people; PLCC and SRCC need at least 3"
+            elif np.isnan(result.plcc[judge]):
+                message = "its scores or the human scores are constant; PLCC and SRCC are undefined"
+            rows.append({"judge": names[judge].removeprefix("machine:"), "aspect": aspect, "images": n_images,
+                         "plcc": number(result.plcc[judge]), "plcc_p": number(result.plcc_p[judge]),
+                         "srcc": number(result.srcc[judge]), "srcc_p": number(result.srcc_p[judge]),
+                         "message": message})
     return {"judges": rows, "message": ""}

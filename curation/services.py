@@ -11,14 +11,14 @@ from django.utils import timezone
 from annotation.models import Project
 from curation.agreement import consensus_agreement, krippendorff_alpha_bootstrap
 from curation.aggregation import majority_consensus, weighted_consensus
-from curation.judgments import CHOICE_NAMES, CHOICE_TIE, PairwiseJudgments, Ratings
-from curation.loading import comparison_images_load, pairwise_judgments_load
 from curation.image_files import missing_image_files
 from curation.judge_report import machine_judges_report
+from curation.judgments import CHOICE_NAMES, CHOICE_TIE, PairwiseJudgments, Ratings
+from curation.loading import ComparisonImages, comparison_images_load, pairwise_judgments_load
 from curation.machine_consistency import StrengthFlag
 from curation.models import FilterRun, UnitVerdict
-from curation.reliability import gold_accuracy, position_bias
 from curation.rater_bias import bradley_terry_left_advantage
+from curation.reliability import gold_accuracy, position_bias
 from curation.report import (
     agreement_by_aspect, human_pairwise_by_aspect, number, position_bias_fit_summary, rater_table, strength_summary,
     transitivity_summary,
@@ -73,6 +73,17 @@ def filter_run_execute(*, run_id: int) -> FilterRun:
     return run
 
 
+def _score_sections(run, rules, scores, by_aspect, notes) -> dict:
+    """The report's aspect-score, personal-consistency and machine-score sections; a note for NaN scores."""
+    aspect_scores = aspect_score_summary(scores, n_resamples=rules.bootstrap_resamples, seed=rules.seed)
+    dropped_nan = aspect_scores["dropped_nan"] + aspect_scores["machine_dropped_nan"]
+    if dropped_nan:
+        notes.append(f"{dropped_nan} NaN aspect score(s) dropped before the score checks")
+    return {"aspect_scores": aspect_scores,
+            "rater_consistency": rater_consistency_summary(project=run.project, scores=scores, by_aspect=by_aspect),
+            "machine_scores": machine_score_summary(scores)}
+
+
 def _without_deleted_comparisons(run, summary, verdicts) -> list:
     """The verdicts whose comparison still exists; the summary's counts and notes follow (a
     comparison goes with its images, which may be deleted while a run computes)."""
@@ -97,22 +108,26 @@ def _evaluate(run: FilterRun):
     if pairs.missing.any():
         notes.append(f"{int(pairs.missing.sum())} judged unit(s) skipped: their comparison was deleted (with one of "
                      f"its images) while the run read the judgments")
-        loaded = loaded.keeping_units(~pairs.missing)
-        pairs = comparison_images_load(project_id=run.project_id, comparison_ids=loaded.comparison_ids)
-        loaded = loaded.keeping_units(~pairs.missing)
+        present = ~pairs.missing
+        loaded = loaded.keeping_units(present)
+        pairs = ComparisonImages(image_a=pairs.image_a[present], image_b=pairs.image_b[present],
+                                 prompt=pairs.prompt[present])
     j = loaded.judgments
     by_aspect = human_pairwise_by_aspect(project=run.project, run_aspect=rules.aspect, run_loaded=loaded)
     agreement_rows = agreement_by_aspect(by_aspect=by_aspect, n_resamples=rules.bootstrap_resamples, seed=rules.seed)
+    scores = scores_load(project=run.project)
+    score_sections = _score_sections(run, rules, scores, by_aspect, notes)
     if len(j) == 0:
         return {"message": "no human judgments on this aspect yet: nothing to filter", "judgments": 0,
                 "units": 0, "kept": 0, "dropped": 0, "raters": [], "agreement_by_aspect": agreement_rows,
-                "notes": notes}, []
+                **score_sections, "notes": notes}, []
     graph = pairs.codes()
 
     bias = position_bias(j, alpha_level=rules.position_bias_p)
     bias_fit = bradley_terry_left_advantage(j, image_a=graph.image_a, image_b=graph.image_b,
                                             prompt_of_image=graph.prompt_of_image)
-    notes += [m for m in bias_fit.messages if "disconnected" in m]
+    if bias_fit.graph_message:
+        notes.append(bias_fit.graph_message)
     agreement = consensus_agreement(j)
     gold = gold_accuracy(j, gold=_gold_answers(run, loaded))
     excluded: dict[int, str] = {}
@@ -139,7 +154,6 @@ def _evaluate(run: FilterRun):
         consensus = weighted_consensus(kept, min_judgments=rules.min_judgments, min_posterior=rules.min_confidence,
                                        tie_threshold=rules.tie_threshold, seed=rules.seed)
     dropped_by_rater = np.bincount(j.unit[~keep_rows], minlength=j.n_units)
-    scores = scores_load(project=run.project)
     judges, judge_matrix, strength = machine_judges_report(project_id=run.project_id, rules=rules, human=loaded,
                                                            consensus=consensus, scores=scores)
     missing_files = {}
@@ -188,12 +202,7 @@ def _evaluate(run: FilterRun):
     summary["judge_matrix"] = judge_matrix
     summary["strength"] = strength_summary(strength)
     summary["transitivity"] = transitivity_summary(graph, consensus)
-    summary["aspect_scores"] = aspect_score_summary(scores, n_resamples=rules.bootstrap_resamples, seed=rules.seed)
-    summary["rater_consistency"] = rater_consistency_summary(project=run.project, scores=scores, by_aspect=by_aspect)
-    summary["machine_scores"] = machine_score_summary(scores)
-    dropped_nan = summary["aspect_scores"]["dropped_nan"] + summary["aspect_scores"]["machine_dropped_nan"]
-    if dropped_nan:
-        notes.append(f"{dropped_nan} NaN aspect score(s) dropped before the score checks")
+    summary.update(score_sections)
     if missing_files:
         units = np.isin(graph.image_ids[graph.image_a], list(missing_files)) | np.isin(
             graph.image_ids[graph.image_b], list(missing_files))

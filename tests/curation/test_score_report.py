@@ -124,3 +124,27 @@ def test_the_page_shows_the_score_checks_and_the_judges_own_consistency(project,
     assert 'data-testid="run-machine-score-good-scorer-aesthetic"' in html
     judge_row = html[html.index('data-testid="run-judge-good-scorer"'):]
     assert "1.00 of 72 (aesthetic)" in judge_row[:judge_row.index("</tr>")]
+
+
+def test_a_machine_scorer_sharing_too_few_images_with_people_gets_no_correlation_and_a_reason(project, researcher):
+    from rest_framework.test import APIClient
+
+    images = [ImageFactory(prompt=PromptFactory(project=project)) for _ in range(4)]
+    judge = MachineAnnotator.objects.create(name="clip", backend="clip", model_ref="m", version="v1")
+    person = UserFactory(username="sam")
+    for i, image in enumerate(images):
+        AspectScore.objects.create(project=project, source=Source.MACHINE, machine_annotator=judge,
+                                   machine_version="v1", image=image, aspect="aesthetic", value=0.1 * i)
+    for image, value in zip(images[:2], (2, 4)):
+        AspectScore.objects.create(project=project, source=Source.HUMAN, annotator=person, image=image,
+                                   aspect="aesthetic", value=value)
+
+    run = run_filter(project)
+
+    (row,) = run.summary["machine_scores"]["judges"]
+    assert (row["judge"], row["images"], row["plcc"], row["srcc"]) == ("clip", 0, None, None)
+    assert row["message"] == "0 image(s) scored by it and by people; PLCC and SRCC need at least 3"
+    page = APIClient()
+    page.force_login(researcher)
+    html = page.get(f"/filter-runs/{run.pk}/").content.decode()  # no pairwise judgments: the score checks still show
+    assert 'data-testid="run-machine-score-clip-aesthetic"' in html and "PLCC and SRCC need at least 3" in html
