@@ -1,7 +1,8 @@
 """Curation over 1,000,000 pairwise judgments (100,000 comparisons x 10 annotators) plus 4
-machine judges asked in both orders (800,000 verdicts), read from PostgreSQL: the load, alpha
-and Dawid-Skene on their own, then a whole filter run (rater checks, consensus, bootstrap,
-machine-judge checks, 100,000 verdicts written). Target for the run: <= 60 s, <= 2 GB.
+machine judges asked in both orders (800,000 verdicts), read from PostgreSQL: the load, alpha,
+Dawid-Skene and the Bradley-Terry left-advantage fit (with its comparison read) on their own,
+then a whole filter run (rater checks, consensus, bootstrap, machine-judge checks, 100,000
+verdicts written). Target for the run: <= 60 s, <= 2 GB.
 """
 import argparse
 import time
@@ -22,7 +23,8 @@ def main():
     from curation.agreement import krippendorff_alpha
     from curation.judgments import Ratings
     from annotation.models import MachineAnnotator
-    from curation.loading import pairwise_judgments_load
+    from curation.loading import comparison_images_load, pairwise_judgments_load
+    from curation.rater_bias import bradley_terry_left_advantage
     from curation.models import FilterRun
     from curation.rules import FilterRules
     from curation.services import filter_run_execute
@@ -70,10 +72,17 @@ def main():
     started = time.perf_counter()
     weighted_consensus(loaded.judgments)
     consensus_s = time.perf_counter() - started
+    started = time.perf_counter()
+    graph = comparison_images_load(project_id=project.id, comparison_ids=loaded.comparison_ids).codes()
+    fit = bradley_terry_left_advantage(loaded.judgments, image_a=graph.image_a, image_b=graph.image_b,
+                                       prompt_of_image=graph.prompt_of_image)
+    bradley_terry_s = time.perf_counter() - started
     context = {"judgments": len(loaded.judgments), "comparisons": args.comparisons, "database": "postgresql"}
     report("curation_load_seconds", load_s, "s", **context)
     report("curation_alpha_seconds", alpha_s, "s", alpha=round(float(alpha.alpha), 4), **context)
     report("curation_dawid_skene_seconds", consensus_s, "s", **context)
+    report("curation_left_advantage_fit_seconds", bradley_terry_s, "s", iterations=fit.n_iterations,
+           images=int(fit.strength.size), raters=int(fit.n_sided.size), **context)
     rss_before_run = peak_rss_mb()
     run = FilterRun.objects.create(project=project, name="bench", version=1, rules=FilterRules().as_json())
     started = time.perf_counter()

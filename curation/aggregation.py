@@ -34,6 +34,7 @@ from curation.judgments import (
     PairwiseJudgments,
     as_codes,
 )
+from curation.scores import rater_zscores
 
 UNDECIDED = -1
 
@@ -359,41 +360,18 @@ def zscore_aspect_scores(
     n_images = int(n_images if n_images is not None else (image.max() + 1 if image.size else 0))
     n_aspects = int(n_aspects if n_aspects is not None else (aspect.max() + 1 if aspect.size else 1))
 
-    finite = np.isfinite(score)
-    dropped_nan = int(score.size - finite.sum())
-    image, rater, score, aspect = image[finite], rater[finite], score[finite], aspect[finite]
-    group_codes, group = np.unique(rater * n_aspects + aspect, return_inverse=True)
-    count = np.bincount(group, minlength=group_codes.size)
-    mean = np.bincount(group, weights=score, minlength=group_codes.size) / np.maximum(count, 1)
-    deviation = score - mean[group]
-    variance = np.bincount(group, weights=deviation * deviation, minlength=group_codes.size) / np.maximum(count - 1, 1)
-    std = np.sqrt(variance)
-    sparse_group = count < min_scores_per_rater
-    constant_group = ~sparse_group & (std <= 1e-12 * np.maximum(np.abs(mean), 1.0))
-    usable = ~(sparse_group | constant_group)[group]
-    z = deviation[usable] / std[group][usable]
+    zscores = rater_zscores(rater=rater, score=score, aspect=aspect, min_scores_per_rater=min_scores_per_rater)
+    usable = np.isfinite(zscores.z)
     cell = image[usable] * n_aspects + aspect[usable]
     n_scores = np.bincount(cell, minlength=n_images * n_aspects).reshape(n_images, n_aspects)
-    total = np.bincount(cell, weights=z, minlength=n_images * n_aspects).reshape(n_images, n_aspects)
+    total = np.bincount(cell, weights=zscores.z[usable], minlength=n_images * n_aspects).reshape(n_images, n_aspects)
     with np.errstate(divide="ignore", invalid="ignore"):
         mean_z = np.where(n_scores > 0, total / n_scores, np.nan)
-
-    messages = []
-    if dropped_nan:
-        messages.append(f"{dropped_nan} NaN score(s) dropped")
-    if constant_group.any():
-        messages.append(f"{int(constant_group.sum())} rater-aspect(s) gave one value throughout and were dropped")
-    if sparse_group.any():
-        messages.append(
-            f"{int(sparse_group.sum())} rater-aspect(s) had under {min_scores_per_rater} scores and were dropped"
-        )
-    if not usable.any():
-        messages.append("no usable scores")
     return AspectScores(
         mean_z=mean_z,
         n_scores=n_scores,
-        dropped_nan=dropped_nan,
-        dropped_constant_raters=int(constant_group.sum()),
-        dropped_sparse_raters=int(sparse_group.sum()),
-        messages=tuple(messages),
+        dropped_nan=zscores.dropped_nan,
+        dropped_constant_raters=zscores.dropped_constant_raters,
+        dropped_sparse_raters=zscores.dropped_sparse_raters,
+        messages=zscores.messages,
     )

@@ -21,6 +21,7 @@ class FilterRules:
     likely_wrong_pct: float = 20.0  # Secrets of RLHF II: the weakest ~20% are likely wrong...
     ambiguous_pct: float = 20.0  # ...and the next ~20% ambiguous
     suspend_excluded_raters: bool = False  # suspend the raters these rules leave out (researchers reinstate)
+    check_image_files: bool = False  # drop units whose image files are missing from storage (lists storage folders)
     bootstrap_resamples: int = 200
     seed: int = 0
 
@@ -66,7 +67,8 @@ class FilterRules:
                 bad(name, "must lie between 0 and 100")
         if self.likely_wrong_pct + self.ambiguous_pct > 100:
             bad("ambiguous_pct", "likely_wrong_pct + ambiguous_pct must be at most 100")
-        for name in ("drop_ties", "exclude_position_biased", "suspend_excluded_raters", "drop_likely_wrong"):
+        for name in ("drop_ties", "exclude_position_biased", "suspend_excluded_raters", "drop_likely_wrong",
+                     "check_image_files"):
             if not isinstance(getattr(self, name), bool):
                 bad(name, "must be true or false")
 

@@ -4,20 +4,27 @@ import math
 
 import numpy as np
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from annotation.models import MachineAnnotator, Project
+from annotation.models import Project
 from curation.agreement import consensus_agreement, krippendorff_alpha_bootstrap
 from curation.aggregation import majority_consensus, weighted_consensus
+from curation.image_files import missing_image_files
+from curation.judge_report import machine_judges_report
 from curation.judgments import CHOICE_NAMES, CHOICE_TIE, PairwiseJudgments, Ratings
-from curation.loading import pairwise_judgments_load
-from curation.machine_consistency import (
-    PreferenceStrength, StrengthFlag, human_machine_agreement, preference_strength, swap_agreement, transitivity,
-)
+from curation.loading import ComparisonImages, comparison_images_load, pairwise_judgments_load
+from curation.machine_consistency import StrengthFlag
 from curation.models import FilterRun, UnitVerdict
+from curation.rater_bias import bradley_terry_left_advantage
 from curation.reliability import gold_accuracy, position_bias
+from curation.report import (
+    agreement_by_aspect, human_pairwise_by_aspect, number, position_bias_fit_summary, rater_table, strength_summary,
+    transitivity_summary,
+)
 from curation.rules import FilterRules
+from curation.score_report import aspect_score_summary, machine_score_summary, rater_consistency_summary, scores_load
 
 
 @transaction.atomic
@@ -25,8 +32,6 @@ def filter_run_create(*, project: Project, name: str, rules: dict | None, create
     """Record a run of `rules` (defaults filled in) as the next version of `name`; it runs after commit."""
     checked = FilterRules.from_json(rules)
     if checked.aspect != "overall" and checked.aspect not in project.aspect_keys:
-        from django.core.exceptions import ValidationError
-
         raise ValidationError({"rules": f"aspect: {checked.aspect!r} is not an aspect of this project"})
     last = (FilterRun.objects.select_for_update().filter(project=project, name=name).order_by("-version")
             .values_list("version", flat=True).first())
@@ -42,10 +47,18 @@ def filter_run_execute(*, run_id: int) -> FilterRun:
     run = FilterRun.objects.select_related("project").get(pk=run_id)
     if run.status != FilterRun.Status.PENDING:
         return run
+    try:
+        FilterRules.from_json(run.rules)
+    except ValidationError as exc:  # rules stored around filter_run_create (the admin): final, not retried
+        FilterRun.objects.filter(pk=run.pk).update(status=FilterRun.Status.FAILED, finished_at=timezone.now(),
+                                                   message="; ".join(exc.messages)[:2000])
+        run.refresh_from_db()
+        return run
     FilterRun.objects.filter(pk=run.pk).update(status=FilterRun.Status.RUNNING, started_at=timezone.now())
     try:
         summary, verdicts = _evaluate(run)
         with transaction.atomic():
+            verdicts = _without_deleted_comparisons(run, summary, verdicts)
             UnitVerdict.objects.filter(run=run).delete()
             UnitVerdict.objects.bulk_create(verdicts, batch_size=5000)
             if run.rules.get("suspend_excluded_raters"):
@@ -60,15 +73,61 @@ def filter_run_execute(*, run_id: int) -> FilterRun:
     return run
 
 
+def _score_sections(run, rules, scores, by_aspect, notes) -> dict:
+    """The report's aspect-score, personal-consistency and machine-score sections; a note for NaN scores."""
+    aspect_scores = aspect_score_summary(scores, n_resamples=rules.bootstrap_resamples, seed=rules.seed)
+    dropped_nan = aspect_scores["dropped_nan"] + aspect_scores["machine_dropped_nan"]
+    if dropped_nan:
+        notes.append(f"{dropped_nan} NaN aspect score(s) dropped before the score checks")
+    return {"aspect_scores": aspect_scores,
+            "rater_consistency": rater_consistency_summary(project=run.project, scores=scores, by_aspect=by_aspect),
+            "machine_scores": machine_score_summary(scores)}
+
+
+def _without_deleted_comparisons(run, summary, verdicts) -> list:
+    """The verdicts whose comparison still exists; the summary's counts and notes follow (a
+    comparison goes with its images, which may be deleted while a run computes)."""
+    exists = ~comparison_images_load(project_id=run.project_id, comparison_ids=np.array(
+        [v.comparison_id for v in verdicts], dtype=np.int64)).missing
+    if exists.all():
+        return verdicts
+    gone = [v for v, ok in zip(verdicts, exists) if not ok]
+    summary["units"] -= len(gone)
+    summary["kept"] -= sum(v.keep for v in gone)
+    summary["dropped"] -= sum(not v.keep for v in gone)
+    summary.setdefault("notes", []).append(f"{len(gone)} unit(s) skipped: their comparison was deleted (with one of "
+                                           f"its images) while the run computed")
+    return [v for v, ok in zip(verdicts, exists) if ok]
+
+
 def _evaluate(run: FilterRun):
     rules = FilterRules.from_json(run.rules)
     loaded = pairwise_judgments_load(project_id=run.project_id, aspect=rules.aspect, source="human")
+    notes = []
+    pairs = comparison_images_load(project_id=run.project_id, comparison_ids=loaded.comparison_ids)
+    if pairs.missing.any():
+        notes.append(f"{int(pairs.missing.sum())} judged unit(s) skipped: their comparison was deleted (with one of "
+                     f"its images) while the run read the judgments")
+        present = ~pairs.missing
+        loaded = loaded.keeping_units(present)
+        pairs = ComparisonImages(image_a=pairs.image_a[present], image_b=pairs.image_b[present],
+                                 prompt=pairs.prompt[present])
     j = loaded.judgments
+    by_aspect = human_pairwise_by_aspect(project=run.project, run_aspect=rules.aspect, run_loaded=loaded)
+    agreement_rows = agreement_by_aspect(by_aspect=by_aspect, n_resamples=rules.bootstrap_resamples, seed=rules.seed)
+    scores = scores_load(project=run.project)
+    score_sections = _score_sections(run, rules, scores, by_aspect, notes)
     if len(j) == 0:
         return {"message": "no human judgments on this aspect yet: nothing to filter", "judgments": 0,
-                "units": 0, "kept": 0, "dropped": 0, "raters": []}, []
+                "units": 0, "kept": 0, "dropped": 0, "raters": [], "agreement_by_aspect": agreement_rows,
+                **score_sections, "notes": notes}, []
+    graph = pairs.codes()
 
     bias = position_bias(j, alpha_level=rules.position_bias_p)
+    bias_fit = bradley_terry_left_advantage(j, image_a=graph.image_a, image_b=graph.image_b,
+                                            prompt_of_image=graph.prompt_of_image)
+    if bias_fit.graph_message:
+        notes.append(bias_fit.graph_message)
     agreement = consensus_agreement(j)
     gold = gold_accuracy(j, gold=_gold_answers(run, loaded))
     excluded: dict[int, str] = {}
@@ -95,7 +154,11 @@ def _evaluate(run: FilterRun):
         consensus = weighted_consensus(kept, min_judgments=rules.min_judgments, min_posterior=rules.min_confidence,
                                        tie_threshold=rules.tie_threshold, seed=rules.seed)
     dropped_by_rater = np.bincount(j.unit[~keep_rows], minlength=j.n_units)
-    judges, strength = _machine_judges(run, rules, loaded, consensus)
+    judges, judge_matrix, strength = machine_judges_report(project_id=run.project_id, rules=rules, human=loaded,
+                                                           consensus=consensus, scores=scores)
+    missing_files = {}
+    if rules.check_image_files:
+        missing_files = missing_image_files(project_id=run.project_id, image_ids=graph.image_ids)
 
     verdicts, n_kept = [], 0
     for unit in range(j.n_units):
@@ -109,6 +172,10 @@ def _evaluate(run: FilterRun):
               and strength.flag[unit] == StrengthFlag.LIKELY_WRONG):
             reasons.append(f"likely wrong: the machine judges' preference strength for it is "
                            f"{strength.mean[unit]:+.2f}, among the weakest {rules.likely_wrong_pct:g}%")
+        for side, image in (("a", graph.image_a[unit]), ("b", graph.image_b[unit])):
+            if int(graph.image_ids[image]) in missing_files:
+                reasons.append(f"image {side} ({int(graph.image_ids[image])}) is missing from storage: "
+                               f"{missing_files[int(graph.image_ids[image])]}")
         if reasons and dropped_by_rater[unit]:
             reasons.append(f"{int(dropped_by_rater[unit])} judgment(s) from excluded raters left out")
         keep = not reasons
@@ -124,94 +191,28 @@ def _evaluate(run: FilterRun):
     summary = {
         "judgments": len(j), "judgments_used": int(keep_rows.sum()), "units": j.n_units, "kept": n_kept,
         "dropped": j.n_units - n_kept,
-        "alpha": _number(alpha.alpha), "alpha_ci": [_number(alpha.ci_low), _number(alpha.ci_high)],
+        "alpha": number(alpha.alpha), "alpha_ci": [number(alpha.ci_low), number(alpha.ci_high)],
         "alpha_message": alpha.message or "",
         "consensus_method": consensus.method,
-        "raters": _rater_table(loaded.rater_ids, j, bias, agreement, gold, excluded),
+        "raters": rater_table(loaded.rater_ids, j, bias, bias_fit, agreement, gold, excluded),
+        "position_bias_fit": position_bias_fit_summary(bias_fit),
     }
+    summary["agreement_by_aspect"] = agreement_rows
     summary["machine_judges"] = judges
-    summary["strength"] = _strength_summary(strength)
-    summary["transitivity"] = _transitivity_summary(loaded, consensus)
+    summary["judge_matrix"] = judge_matrix
+    summary["strength"] = strength_summary(strength)
+    summary["transitivity"] = transitivity_summary(graph, consensus)
+    summary.update(score_sections)
+    if missing_files:
+        units = np.isin(graph.image_ids[graph.image_a], list(missing_files)) | np.isin(
+            graph.image_ids[graph.image_b], list(missing_files))
+        notes.append(f"{int(units.sum())} unit(s) dropped: {len(missing_files)} of their image(s) have a file "
+                     f"missing from storage")
+    summary["image_files"] = {"checked": bool(rules.check_image_files), "missing": len(missing_files)}
+    summary["notes"] = notes
     if consensus.message:
         summary["message"] = consensus.message
     return summary, verdicts
-
-
-def _machine_judges(run, rules, human, consensus):
-    """Each machine judge's pairwise verdicts on this aspect: its swap agreement and first-position
-    bias, and its accuracy against the human consensus where both judged; and the preference
-    strength of every unit across the judges (None without machine verdicts)."""
-    machine = pairwise_judgments_load(project_id=run.project_id, aspect=rules.aspect, source="machine")
-    m = machine.judgments
-    if len(m) == 0:
-        return [], None
-    names = dict(MachineAnnotator.objects.filter(id__in=[-int(i) for i in machine.rater_ids])
-                 .values_list("id", "name"))
-    # Machine units in the human unit codes (-1 where no human judged the pair).
-    position = np.searchsorted(human.comparison_ids, machine.comparison_ids)
-    position = np.clip(position, 0, max(len(human.comparison_ids) - 1, 0))
-    found = (len(human.comparison_ids) > 0) & (human.comparison_ids[position] == machine.comparison_ids) \
-        if len(human.comparison_ids) else np.zeros(len(machine.comparison_ids), dtype=bool)
-    human_unit = np.where(found, position, -1)[m.unit]
-    shared = human_unit >= 0
-    agreement = None
-    if shared.any():
-        agreement = human_machine_agreement(human_consensus=consensus.verdict, unit=human_unit[shared],
-                                            verdict=m.choice[shared], judge=m.rater[shared], n_judges=m.n_raters)
-    rows = []
-    for judge in range(m.n_raters):
-        mine = m.rater == judge
-        swap = swap_agreement(unit=m.unit[mine], shown_first_is_a=m.left_is_a[mine], verdict=m.choice[mine],
-                              alpha_level=rules.position_bias_p)
-        row = {"judge": names.get(-int(machine.rater_ids[judge]), str(machine.rater_ids[judge])),
-               "judgments": int(mine.sum()), "swap_agreement": _number(swap.agreement),
-               "swapped_units": swap.n_swapped, "first_share": _number(swap.first_share),
-               "p_value": _number(swap.p_value), "position_biased": bool(swap.flagged)}
-        if agreement is not None:
-            row.update(human_pairs=int(agreement.n_pairs[judge]), human_accuracy=_number(agreement.accuracy[judge]),
-                       human_accuracy_ci=[_number(agreement.ci_low[judge]), _number(agreement.ci_high[judge])])
-        rows.append(row)
-    return rows, _strength(rules, human, consensus, m, human_unit)
-
-
-def _strength(rules, human, consensus, m, human_unit) -> PreferenceStrength | None:
-    """Secrets of RLHF II: across the judges, how strongly each unit's consensus side is preferred."""
-    decided = np.isin(consensus.verdict, (0, 1))
-    rows = (human_unit >= 0) & decided[np.maximum(human_unit, 0)]
-    if not rows.any():
-        return None
-    return preference_strength(pair=human_unit[rows], judge=m.rater[rows], verdict=m.choice[rows],
-                               chosen=np.where(decided, consensus.verdict, 0), n_pairs=human.judgments.n_units,
-                               likely_wrong_pct=rules.likely_wrong_pct, ambiguous_pct=rules.ambiguous_pct)
-
-
-def _strength_summary(strength) -> dict | None:
-    if strength is None:
-        return None
-    scored = strength.flag != StrengthFlag.UNSCORED
-    counts, edges = np.histogram(strength.mean[scored], bins=20) if scored.any() else (np.zeros(0), np.zeros(0))
-    return {"scored": int(scored.sum()), "likely_wrong": int((strength.flag == StrengthFlag.LIKELY_WRONG).sum()),
-            "ambiguous": int((strength.flag == StrengthFlag.AMBIGUOUS).sum()),
-            "histogram": {"counts": counts.astype(int).tolist(), "edges": [round(float(e), 4) for e in edges]}}
-
-
-def _transitivity_summary(human, consensus) -> dict:
-    """Cycles in each prompt's majority graph of the consensus verdicts."""
-    from annotation.models import Comparison
-
-    rows = dict((cid, (a, b, p)) for cid, a, b, p in Comparison.objects.filter(id__in=human.comparison_ids.tolist())
-                .values_list("id", "image_a_id", "image_b_id", "prompt_id"))
-    triples = np.array([rows[int(cid)] for cid in human.comparison_ids], dtype=np.int64).reshape(-1, 3)
-    image_ids, codes = np.unique(triples[:, :2], return_inverse=True)
-    codes = codes.reshape(-1, 2)
-    prompt_of_image = np.zeros(len(image_ids), dtype=np.int64)
-    prompt_codes = np.unique(triples[:, 2], return_inverse=True)[1]
-    prompt_of_image[codes[:, 0]] = prompt_codes
-    prompt_of_image[codes[:, 1]] = prompt_codes
-    result = transitivity(image_a=codes[:, 0], image_b=codes[:, 1], verdict=consensus.verdict,
-                          prompt_of_image=prompt_of_image)
-    return {"prompts_checked": result.n_prompts_checked, "prompts_with_cycles": int(result.has_cycle.sum()),
-            "cycle_share": _number(result.cycle_share), "message": result.message or ""}
 
 
 def _suspend_excluded(run, summary) -> list[str]:
@@ -227,11 +228,6 @@ def _suspend_excluded(run, summary) -> list[str]:
     return sorted(users)
 
 
-def _number(value) -> float | None:
-    value = float(value)
-    return None if math.isnan(value) else round(value, 6)
-
-
 def _gold_answers(run, loaded) -> np.ndarray:
     """The expected choice of each loaded unit that is a gold unit (-1 for the others)."""
     from annotation.models import TaskType, WorkUnit
@@ -245,21 +241,3 @@ def _gold_answers(run, loaded) -> np.ndarray:
         if answer and answer.get("choice") in codes:
             answers[code] = codes[answer["choice"]]
     return answers
-
-
-def _rater_table(rater_ids, j, bias, agreement, gold, excluded) -> list[dict]:
-    names = dict(get_user_model().objects.filter(id__in=[int(i) for i in rater_ids if i > 0])
-                 .values_list("id", "username"))
-    machines = dict(MachineAnnotator.objects.filter(id__in=[-int(i) for i in rater_ids if i < 0])
-                    .values_list("id", "name"))
-    counts = np.bincount(j.rater, minlength=j.n_raters)
-    rows = []
-    for r, rater_id in enumerate(rater_ids):
-        rater_id = int(rater_id)
-        rows.append({
-            "rater": names.get(rater_id) if rater_id > 0 else f"machine:{machines.get(-rater_id)}",
-            "judgments": int(counts[r]), "left_share": _number(bias.left_share[r]), "p_value": _number(bias.p_value[r]),
-            "agreement": _number(agreement.agreement[r]), "gold_answers": int(gold.n_gold[r]),
-            "gold_accuracy": _number(gold.accuracy[r]), "excluded": excluded.get(r, ""),
-        })
-    return rows

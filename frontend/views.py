@@ -18,6 +18,7 @@ from rest_framework.exceptions import NotFound, PermissionDenied
 from annotation import selectors
 from annotation.judging import ARTIFACT_REASONS
 from annotation.models import AnnotatorProfile, TaskType
+from frontend import report_plots
 
 # The workspace's ES modules import each other by relative path; the import map sends those
 # paths to the hashed file names that the manifest storage writes in production.
@@ -193,11 +194,6 @@ def filter_run(request, run_id: int):
     run = FilterRun.objects.select_related("project").filter(pk=run_id).first()
     if run is None or not _can_manage(request.user, run.project):
         raise Http404(f"No filter run {run_id} that you can see.")
-    raters = run.summary.get("raters", [])
-    most = max([r["judgments"] for r in raters] or [1])
-    plot = [{"x": 40 + 420 * r["judgments"] / most, "y": 220 - 200 * (r["agreement"] or 0),
-             "excluded": bool(r["excluded"]), "label": f"{r['rater']}: {r['judgments']} judgments, "
-                                                       f"agreement {r['agreement']}"} for r in raters]
     verdicts = list(UnitVerdict.objects.filter(run=run, keep=False)
                     .select_related("comparison__prompt", "comparison__image_a", "comparison__image_b")
                     .order_by("id")[:DROPPED_SHOWN + 1])
@@ -210,14 +206,15 @@ def filter_run(request, run_id: int):
                 "image_a": default_storage.url(v.comparison.image_a.preview_key),
                 "image_b": default_storage.url(v.comparison.image_b.preview_key),
                 "judgments": ", ".join(sorted(votes.get(v.comparison_id, [])))} for v in verdicts[:DROPPED_SHOWN]]
-    histogram = (run.summary.get("strength") or {}).get("histogram") or {"counts": [], "edges": []}
-    tallest = max(histogram["counts"] or [1])
-    strength_bars = [{"x": 20 + 22 * i, "height": 120 * n / tallest, "y": 140 - 120 * n / tallest,
-                      "label": f"{n} units with mean strength {histogram['edges'][i]:+.2f} to {histogram['edges'][i + 1]:+.2f}"}
-                     for i, n in enumerate(histogram["counts"])]
-    return render(request, "frontend/filter_run.html", {"run": run, "plot": plot, "dropped": dropped,
-                                                        "dropped_more": len(verdicts) > DROPPED_SHOWN,
-                                                        "strength_bars": strength_bars})
+    summary = run.summary
+    return render(request, "frontend/filter_run.html", {
+        "run": run, "dropped": dropped, "dropped_more": len(verdicts) > DROPPED_SHOWN,
+        "plot": report_plots.reliability_dots(summary.get("raters", [])),
+        "strength_bars": report_plots.strength_bars((summary.get("strength") or {}).get("histogram")),
+        "agreement_plot": report_plots.agreement_bars(summary.get("agreement_by_aspect", [])),
+        "bias_plot": report_plots.position_bias_rows(summary.get("raters", [])),
+        "matrix_plot": report_plots.agreement_matrix(summary.get("judge_matrix")),
+    })
 
 
 @login_required

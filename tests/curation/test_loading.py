@@ -4,7 +4,7 @@ import pytest
 
 from annotation.models import MachineAnnotator, PreferenceJudgment, Source
 from curation.judgments import CHOICE_A, CHOICE_B, CHOICE_TIE
-from curation.loading import pairwise_judgments_load
+from curation.loading import comparison_images_load, image_scores_load, pairwise_aspects, pairwise_judgments_load
 from tests.factories import ComparisonFactory, PromptFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -65,3 +65,50 @@ def test_a_project_without_judgments_loads_empty_arrays(project):
 def test_an_unknown_source_is_refused_by_name(project):
     with pytest.raises(ValueError, match="source must be one of human, machine, all"):
         pairwise_judgments_load(project_id=project.id, source="crowd")
+
+
+def test_aspects_with_live_human_judgments_are_listed(project):
+    comparison = ComparisonFactory(prompt=PromptFactory(project=project))
+    ann = UserFactory(username="ann")
+    judge(comparison, user=ann, aspect="aesthetic")
+    judge(comparison, user=ann, aspect="fidelity", retracted=True)
+
+    assert pairwise_aspects(project_id=project.id) == ["aesthetic"]
+
+
+def test_comparison_images_read_minus_one_for_a_deleted_comparison(project):
+    prompt = PromptFactory(project=project)
+    kept, gone = ComparisonFactory(prompt=prompt), ComparisonFactory(prompt=prompt)
+    ids = np.array(sorted([kept.id, gone.id]))
+    gone.image_b.delete()  # cascades to the comparison
+
+    images = comparison_images_load(project_id=project.id, comparison_ids=ids)
+
+    row = list(ids).index(kept.id)
+    assert (images.image_a[row], images.image_b[row], images.prompt[row]) == (kept.image_a_id, kept.image_b_id,
+                                                                             prompt.id)
+    assert list(images.missing) == [ids[i] == gone.id for i in range(2)]
+
+
+def test_scores_load_with_aspect_codes_and_one_content_code_per_file(project):
+    from annotation.models import AspectScore, PersonalRating
+    from tests.factories import ImageFactory
+
+    first = ImageFactory(prompt=PromptFactory(project=project), sha256="f" * 64)
+    same_file = ImageFactory(prompt=PromptFactory(project=project), sha256="f" * 64)
+    other = ImageFactory(prompt=first.prompt)
+    ann = UserFactory(username="ann")
+    for image, aspect, value in [(first, "aesthetic", 4), (same_file, "aesthetic", 5), (other, "fidelity", 2),
+                                 (other, "harmlessness", 3)]:
+        AspectScore.objects.create(project=project, source=Source.HUMAN, annotator=ann, image=image, aspect=aspect,
+                                   value=value)
+    PersonalRating.objects.create(project=project, source=Source.HUMAN, annotator=ann, image=other, value=7)
+
+    scores = image_scores_load(project_id=project.id, aspects=["aesthetic", "fidelity"])
+    ratings = image_scores_load(project_id=project.id, kind="personal_rating")
+
+    assert list(scores.image_ids[scores.image]) == [first.id, same_file.id, other.id]  # harmlessness left out
+    assert list(scores.aspect) == [0, 0, 1] and list(scores.value) == [4.0, 5.0, 2.0]
+    assert scores.content[0] == scores.content[1] != scores.content[2]
+    assert list(scores.rater_ids) == [ann.id]
+    assert list(ratings.value) == [7.0] and ratings.aspects == ("",)

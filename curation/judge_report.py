@@ -1,0 +1,126 @@
+"""The filter run's report on machine judges of its aspect: per judge its swap agreement and
+first-position bias, its self-consistency, how well its verdicts follow its own scores, and its
+accuracy against the human consensus; across judges the preference strength of every unit."""
+from __future__ import annotations
+
+import numpy as np
+
+from curation.judge_matrix import UNDECIDED, judge_unit_verdicts, verdict_agreement_matrix
+from curation.loading import LoadedPairwise, comparison_images_load, pairwise_judgments_load
+from curation.machine_consistency import (
+    PreferenceStrength, human_machine_agreement, preference_strength, score_pair_agreement, self_consistency,
+    swap_agreement,
+)
+from curation.report import number, rater_names
+from curation.score_report import ScoreData
+
+
+def machine_judges_report(*, project_id: int, rules, human: LoadedPairwise, consensus, scores: ScoreData):
+    """Rows for the report's machine-judge table, the agreement matrix of the judges and the
+    human consensus, and the preference strength (None without machine verdicts on units with a
+    decided human consensus); ([], None, None) without machine verdicts."""
+    machine = pairwise_judgments_load(project_id=project_id, aspect=rules.aspect, source="machine")
+    m = machine.judgments
+    if len(m) == 0:
+        return [], None, None
+    names = [name.removeprefix("machine:") for name in rater_names(machine.rater_ids)]
+    human_unit = _human_units(human, machine)
+    matrix = _agreement_matrix(names, m, human_unit, consensus)
+    shared = human_unit >= 0
+    agreement = None
+    if shared.any():
+        agreement = human_machine_agreement(human_consensus=consensus.verdict, unit=human_unit[shared],
+                                            verdict=m.choice[shared], judge=m.rater[shared], n_judges=m.n_raters)
+    score_a, score_b, score_aspect = _own_scores_of_sides(project_id, machine, scores, rules.aspect)
+    rows = []
+    for judge in range(m.n_raters):
+        mine = m.rater == judge
+        swap = swap_agreement(unit=m.unit[mine], shown_first_is_a=m.left_is_a[mine], verdict=m.choice[mine],
+                              alpha_level=rules.position_bias_p)
+        samples = self_consistency(unit=m.unit[mine], verdict=m.choice[mine])
+        own = score_pair_agreement(verdict=m.choice[mine], score_a=score_a[mine], score_b=score_b[mine])
+        row = {"judge": names[judge], "judgments": int(mine.sum()), "swap_agreement": number(swap.agreement),
+               "swapped_units": swap.n_swapped, "first_share": number(swap.first_share),
+               "p_value": number(swap.p_value), "position_biased": bool(swap.flagged),
+               "self_consistency": number(samples.mean_modal_share), "self_consistency_units": samples.n_units,
+               "samples_per_unit": number(mine.sum() / max(np.unique(m.unit[mine]).size, 1)),
+               "score_pair_agreement": number(own.agreement_sided), "score_pair_rows": own.n_sided,
+               "score_aspect": score_aspect[judge]}
+        if agreement is not None:
+            row.update(human_pairs=int(agreement.n_pairs[judge]), human_accuracy=number(agreement.accuracy[judge]),
+                       human_accuracy_ci=[number(agreement.ci_low[judge]), number(agreement.ci_high[judge])])
+        rows.append(row)
+    return rows, matrix, _strength(rules, human, consensus, m, human_unit, score_a, score_b)
+
+
+def _agreement_matrix(names, m, human_unit, consensus) -> dict:
+    """The human consensus and every judge against each other, on the machine-judged units."""
+    machine_verdicts = judge_unit_verdicts(unit=m.unit, judge=m.rater, verdict=m.choice, n_units=m.n_units,
+                                           n_judges=m.n_raters)
+    human_verdict = np.full(m.n_units, UNDECIDED)
+    human_verdict[m.unit] = np.where(human_unit >= 0, consensus.verdict[np.maximum(human_unit, 0)], UNDECIDED)
+    result = verdict_agreement_matrix(np.vstack([human_verdict, machine_verdicts]))
+    return {"labels": ["human consensus", *names],
+            "agreement": [[number(v) for v in row] for row in result.agreement],
+            "shared": result.shared.tolist(),
+            "message": "" if result.shared[0, 0] else "no machine-judged unit has a decided human consensus"}
+
+
+def _human_units(human: LoadedPairwise, machine: LoadedPairwise) -> np.ndarray:
+    """Per machine judgment, the human unit code of its comparison (-1 where no human judged it)."""
+    if len(human.comparison_ids) == 0:
+        return np.full(len(machine.judgments), -1)
+    position = np.clip(np.searchsorted(human.comparison_ids, machine.comparison_ids), 0,
+                       len(human.comparison_ids) - 1)
+    found = human.comparison_ids[position] == machine.comparison_ids
+    return np.where(found, position, -1)[machine.judgments.unit]
+
+
+def _own_scores_of_sides(project_id, machine: LoadedPairwise, scores: ScoreData, aspect: str):
+    """Per machine judgment, the judge's own score of image a and of image b (NaN where it did
+    not score them), and per judge which scores were used: the run's aspect, or for "overall"
+    without overall scores the mean of the judge's aspect scores of the image."""
+    m = machine.judgments
+    score_a, score_b = np.full(len(m), np.nan), np.full(len(m), np.nan)
+    used = ["none"] * m.n_raters
+    loaded = scores.machine
+    if not len(loaded):
+        return score_a, score_b, used
+    images = comparison_images_load(project_id=project_id, comparison_ids=machine.comparison_ids)
+    image_a, image_b = images.image_a[m.unit], images.image_b[m.unit]
+    wanted = loaded.aspects.index(aspect) if aspect in loaded.aspects else -1
+    for judge, judge_id in enumerate(machine.rater_ids):
+        rows = loaded.rater_ids[loaded.rater] == judge_id
+        if not rows.any():
+            continue
+        on_aspect = rows & (loaded.aspect == wanted)
+        if on_aspect.any():
+            rows, used[judge] = on_aspect, aspect
+        elif aspect == "overall":
+            used[judge] = "mean of aspects"
+        else:
+            continue
+        image_ids, inverse = np.unique(loaded.image_ids[loaded.image[rows]], return_inverse=True)
+        values = loaded.value[rows]
+        finite = np.isfinite(values)
+        counts = np.bincount(inverse[finite], minlength=image_ids.size)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = np.bincount(inverse[finite], values[finite], image_ids.size) / counts
+        mine = m.rater == judge
+        for ends, out in ((image_a, score_a), (image_b, score_b)):
+            position = np.clip(np.searchsorted(image_ids, ends[mine]), 0, image_ids.size - 1)
+            out[mine] = np.where(image_ids[position] == ends[mine], mean[position], np.nan)
+    return score_a, score_b, used
+
+
+def _strength(rules, human, consensus, m, human_unit, score_a, score_b) -> PreferenceStrength | None:
+    """Secrets of RLHF II: across the judges, how strongly each unit's consensus side is preferred
+    (a judge's own score difference where it scored both images, else its verdict as +-1)."""
+    decided = np.isin(consensus.verdict, (0, 1))
+    rows = (human_unit >= 0) & decided[np.maximum(human_unit, 0)]
+    if not rows.any():
+        return None
+    return preference_strength(pair=human_unit[rows], judge=m.rater[rows], verdict=m.choice[rows],
+                               score_a=score_a[rows], score_b=score_b[rows],
+                               chosen=np.where(decided, consensus.verdict, 0), n_pairs=human.judgments.n_units,
+                               likely_wrong_pct=rules.likely_wrong_pct, ambiguous_pct=rules.ambiguous_pct)
