@@ -181,7 +181,9 @@ def _evaluate(run: FilterRun):
         keep = not reasons
         n_kept += keep
         confidence = float(consensus.confidence[unit])
+        unit_strength = float(strength.mean[unit]) if strength is not None else math.nan
         verdicts.append(UnitVerdict(run=run, comparison_id=int(loaded.comparison_ids[unit]), keep=keep,
+                                    strength=None if math.isnan(unit_strength) else round(unit_strength, 6),
                                     consensus=CHOICE_NAMES[verdict] if verdict >= 0 else "undecided",
                                     confidence=None if math.isnan(confidence) else round(confidence, 6),
                                     reasons=reasons))

@@ -95,8 +95,17 @@ def card_bytes(*, export, tables: list[Table], schemas: dict, rows: dict, files:
                   f"- Krippendorff's alpha: {_figure(summary.get('alpha'))} "
                   f"(95% CI {_figure((summary.get('alpha_ci') or [None, None])[0])} to "
                   f"{_figure((summary.get('alpha_ci') or [None, None])[1])})",
-                  f"- consensus: {summary.get('consensus_method', run.rules.get('consensus', '?'))}", "",
-                  "Rules:", "", "```json", json.dumps(run.rules, indent=2, sort_keys=True), "```"]
+                  f"- consensus: {summary.get('consensus_method', run.rules.get('consensus', '?'))}", ""]
+        by_aspect = summary.get("agreement_by_aspect") or []
+        if by_aspect:
+            lines += ["Agreement per aspect (all live human pairwise judgments, before the run left anyone out):", "",
+                      "| aspect | judgments | Krippendorff's alpha (95% CI) | Fleiss' kappa |", "|---|---|---|---|"]
+            for row in by_aspect:
+                low, high = (row.get("alpha_ci") or [None, None])[:2]
+                lines.append(f"| {row['aspect']} | {row.get('judgments', '?')} | {_figure(row.get('alpha'))} "
+                             f"({_figure(low)} to {_figure(high)}) | {_figure(row.get('fleiss_kappa'))} |")
+            lines.append("")
+        lines += ["Rules:", "", "```json", json.dumps(run.rules, indent=2, sort_keys=True), "```"]
     lines += ["", "## Files", "", "`manifest.json` lists every file with its sha256 and row count; a dataset is "
               "complete exactly when its manifest is present.", ""]
     return "\n".join(lines).encode()

@@ -112,7 +112,8 @@ def test_the_manifest_lists_every_file_with_its_sha256_and_rows_and_the_card_has
     header = yaml.safe_load(card.split("---")[1])
     assert header["configs"][0]["data_files"][0]["path"] == "data/default/train-*.parquet"
     assert header["dataset_info"][0]["splits"][0]["num_examples"] == manifest["rows"]["default"]["train"]
-    assert header["license"] == "other" and "Krippendorff" in card and '"min_judgments": 2' in card
+    assert header["license"] == "other" and "Krippendorff" in card and "\"min_judgments\": 2" in card
+    assert "| overall | " in card.split("Agreement per aspect")[1]
 
 
 def test_trl_rows_are_the_kept_decided_pairs_with_chosen_and_rejected_images(data, tmp_path):
@@ -165,3 +166,32 @@ def test_pamela_has_five_splits_with_unseen_people_absent_from_train(data, tmp_p
 
     loaded = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "hf"))
     assert {name: len(split) for name, split in loaded.items()} == {s: len(rows) for s, rows in splits.items() if rows}
+
+
+def test_trl_margin_is_the_preference_strength_across_machine_judges(data, tmp_path):
+    from annotation.models import MachineAnnotator, PreferenceJudgment, Source
+    from curation import services as curation_services
+
+    judges = [MachineAnnotator.objects.create(name=f"pair-judge-{k}", backend="openai_chat", model_ref="m",
+                                              version="v1") for k in range(3)]
+    rows = []
+    for index, comparison in enumerate(data.comparisons):
+        for k, judge in enumerate(judges):
+            for first in (comparison.image_a, comparison.image_b):
+                choice = "a" if (index + k) % 4 else "b"
+                rows.append(PreferenceJudgment(project=data.project, source=Source.MACHINE, machine_annotator=judge,
+                                               machine_version="v1", comparison=comparison, aspect="overall",
+                                               choice=choice, left_image=first))
+    PreferenceJudgment.objects.bulk_create(rows)
+    run = curation_services.filter_run_create(project=data.project, name="with-judges", rules=data.run.rules)
+    data.run = curation_services.filter_run_execute(run_id=run.pk)
+
+    _, out = export(data, tmp_path, "trl", images="reference")
+
+    strength = {frozenset((v.comparison.image_a.sha256, v.comparison.image_b.sha256)): v.strength
+                for v in UnitVerdict.objects.filter(run=data.run, keep=True).select_related(
+                    "comparison__image_a", "comparison__image_b")}
+    rows = pq.read_table(sorted(out.glob("data/default/*.parquet"))).to_pylist()
+    assert rows and all(s is not None for s in strength.values())
+    for row in rows:
+        assert row["margin"] == pytest.approx(strength[frozenset((row["chosen_uid"], row["rejected_uid"]))])
