@@ -3,7 +3,8 @@ project's size.
 
 `stream` runs one query and fetches its rows a page at a time: on PostgreSQL through a
 server-side cursor on a connection of its own (so the export's progress, written on Django's
-connection, is committed and visible while the rows stream), elsewhere through a plain cursor.
+connection, is committed and visible while the rows stream) unless the caller is inside a
+transaction, whose rows only its own connection sees; elsewhere through a plain cursor.
 `pages` is for small driving queries (prompts): keyset pages, `WHERE key > last ORDER BY key`.
 Rows that may still be added while an export runs are cut at an id ceiling taken at its start.
 """
@@ -52,15 +53,24 @@ def stream(sql: str, params: list, *, page_rows: int = PAGE_ROWS) -> Iterator[li
                 yield rows
         return
     connection.ensure_connection()
+    if connection.in_atomic_block:
+        # The caller's transaction may hold rows no other connection can see yet: read them here.
+        with connection.connection.cursor(name=f"prefstudio_export_{id(sql)}") as cursor:
+            yield from _fetch_pages(cursor, sql, params, page_rows)
+        return
     raw = connection.get_new_connection(connection.get_connection_params())
     try:
         with raw.transaction(), raw.cursor(name="prefstudio_export") as cursor:
-            cursor.itersize = page_rows
-            cursor.execute(sql, params)
-            while rows := cursor.fetchmany(page_rows):
-                yield rows
+            yield from _fetch_pages(cursor, sql, params, page_rows)
     finally:
         raw.close()
+
+
+def _fetch_pages(cursor, sql: str, params: list, page_rows: int) -> Iterator[list[tuple]]:
+    cursor.itersize = page_rows
+    cursor.execute(sql, params)
+    while rows := cursor.fetchmany(page_rows):
+        yield rows
 
 
 def scalar(sql: str, params: list):
