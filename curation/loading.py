@@ -85,15 +85,20 @@ def pairwise_judgments_load(*, project_id: int, aspect: str = "overall", source:
     if machine_version is not None:
         where.append("j.machine_version = %s")
         params.append(machine_version)
-    # A version is named by its first row's id: a number, as the bulk read needs (people have none).
-    version = ("0" if source == "human" else
-               "MIN(j.id) OVER (PARTITION BY j.machine_annotator_id, j.machine_version)")
+    # People have sample 0 and no version (a check constraint): reading those columns would cost
+    # the big human loads time for nothing. A version is named by its first row's id, a number.
+    machine_columns = "" if source == "human" else \
+        ", j.sample, MIN(j.id) OVER (PARTITION BY j.machine_annotator_id, j.machine_version)"
     sql = (f"SELECT j.comparison_id, COALESCE(j.annotator_id, -j.machine_annotator_id), {_CHOICE_CASE}, "
-           f"CASE WHEN j.left_image_id = c.image_a_id THEN 1 ELSE 0 END, COALESCE(j.latency_ms, -1), "
-           f"j.sample, {version} "
+           f"CASE WHEN j.left_image_id = c.image_a_id THEN 1 ELSE 0 END, COALESCE(j.latency_ms, -1)"
+           f"{machine_columns} "
            f"FROM annotation_preferencejudgment j JOIN annotation_comparison c ON c.id = j.comparison_id "
            f"WHERE {' AND '.join(where)} ORDER BY j.id")
-    rows = _number_rows(sql, params, columns=7)
+    rows = _number_rows(sql, params, columns=5 if source == "human" else 7)
+    if source == "human":
+        sample = version = np.zeros(len(rows), dtype=np.int64)
+    else:
+        sample, version = rows[:, 5].copy(), np.unique(rows[:, 6], return_inverse=True)[1].reshape(-1)
     comparison_ids, unit = np.unique(rows[:, 0], return_inverse=True)
     rater_ids, rater = np.unique(rows[:, 1], return_inverse=True)
     latency = rows[:, 4].astype(np.float64)
@@ -101,8 +106,8 @@ def pairwise_judgments_load(*, project_id: int, aspect: str = "overall", source:
     judgments = PairwiseJudgments.from_arrays(
         unit=unit, rater=rater, choice=rows[:, 2], left_is_a=rows[:, 3].astype(bool), seconds=latency / 1000.0,
         n_units=len(comparison_ids), n_raters=len(rater_ids))
-    return LoadedPairwise(judgments=judgments, comparison_ids=comparison_ids, rater_ids=rater_ids,
-                          sample=rows[:, 5].copy(), version=np.unique(rows[:, 6], return_inverse=True)[1].reshape(-1))
+    return LoadedPairwise(judgments=judgments, comparison_ids=comparison_ids, rater_ids=rater_ids, sample=sample,
+                          version=version)
 
 
 def pairwise_aspects(*, project_id: int, source: str = "human") -> list[str]:
