@@ -73,8 +73,8 @@ class JudgmentAdmin(admin.ModelAdmin):
 
 @admin.register(PreferenceJudgment)
 class PreferenceJudgmentAdmin(JudgmentAdmin):
-    list_display = ["id", "project", "comparison_id", "aspect", "choice", "left_image_id", "source", "annotator",
-                    "machine_annotator", "latency_ms", "created_at"]
+    list_display = ["id", "project", "comparison_id", "aspect", "choice", "left_image_id", "sample", "source",
+                    "annotator", "machine_annotator", "latency_ms", "created_at"]
     list_filter = JudgmentAdmin.list_filter + ["aspect", "choice"]
     raw_id_fields = JudgmentAdmin.raw_id_fields + ["comparison", "left_image"]
 

@@ -400,7 +400,8 @@ def _judgment_list_api(kind, model, extra_fields):
     return _list_schema("judgments_" + kind.replace("-", "_") + "_list", serializer)(view)
 
 
-PreferenceListApi = _judgment_list_api("preferences", PreferenceJudgment, ["comparison", "aspect", "choice", "left_image"])
+PreferenceListApi = _judgment_list_api("preferences", PreferenceJudgment,
+                                       ["comparison", "aspect", "choice", "left_image", "sample"])
 AspectScoreListApi = _judgment_list_api("aspect-scores", AspectScore, ["image", "aspect", "value"])
 PersonalRatingListApi = _judgment_list_api("personal-ratings", PersonalRating, ["image", "value"])
 ArtifactFlagListApi = _judgment_list_api("artifact-flags", ArtifactFlag, ["image", "has_artifacts", "reasons"])

@@ -289,21 +289,29 @@ class PreferenceChoice(models.TextChoices):
 
 
 class PreferenceJudgment(Judgment):
-    """A / B / tie on one aspect of a comparison (`aspect="overall"` for the plain question)."""
+    """A / B / tie on one aspect of a comparison (`aspect="overall"` for the plain question).
+
+    A machine judge asked the same query (comparison, aspect, order) k times stores k rows,
+    `sample` 0..k-1; a person's judgment is always sample 0."""
 
     comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="preferences")
     aspect = models.CharField(max_length=64, default="overall")
     choice = models.CharField(max_length=3, choices=PreferenceChoice.choices)
     left_image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+",
                                    help_text="The image shown on the left (or first, to a machine judge).")
+    # db_default too: rows written by raw SQL (the benches) need no value.
+    sample = models.PositiveSmallIntegerField(default=0, db_default=0,
+                                              help_text="A machine verdict's sample index (0..k-1); 0 for people.")
 
     class Meta:
         ordering = ["id"]
         constraints = Judgment.shared_constraints("preference") + [
             models.UniqueConstraint(fields=["annotator", "comparison", "aspect"], condition=LIVE_HUMAN,
                                     name="preference_unique_human"),
-            models.UniqueConstraint(fields=["machine_annotator", "machine_version", "comparison", "aspect", "left_image"],
+            models.UniqueConstraint(fields=["machine_annotator", "machine_version", "comparison", "aspect", "left_image",
+                                            "sample"],
                                     condition=Q(source=Source.MACHINE), name="preference_unique_machine"),
+            models.CheckConstraint(condition=Q(source=Source.MACHINE) | Q(sample=0), name="preference_human_sample_0"),
         ]
         indexes = [models.Index(fields=["project", "aspect"], name="preference_proj_aspect_idx")]
 

@@ -1,15 +1,19 @@
 """The filter run's report on machine judges of its aspect: per judge its swap agreement and
-first-position bias, its self-consistency, how well its verdicts follow its own scores, and its
-accuracy against the human consensus; across judges the preference strength of every unit."""
+first-position bias, its self-consistency over k samples, how well its verdicts follow its own
+scores, and its accuracy against the human consensus; across judges the preference strength of
+every unit.
+
+A judge asked k times per query (a job with samples = k) counts once everywhere but in its
+self-consistency: each query stands as the majority of its samples (`LoadedPairwise.one_per_query`)."""
 from __future__ import annotations
 
 import numpy as np
 
 from curation.judge_matrix import UNDECIDED, judge_unit_verdicts, verdict_agreement_matrix
+from curation.judge_samples import self_consistency
 from curation.loading import LoadedPairwise, comparison_images_load, pairwise_judgments_load
 from curation.machine_consistency import (
-    PreferenceStrength, human_machine_agreement, preference_strength, score_pair_agreement, self_consistency,
-    swap_agreement,
+    PreferenceStrength, human_machine_agreement, preference_strength, score_pair_agreement, swap_agreement,
 )
 from curation.report import number, rater_names
 from curation.score_report import ScoreData
@@ -19,10 +23,12 @@ def machine_judges_report(*, project_id: int, rules, human: LoadedPairwise, cons
     """Rows for the report's machine-judge table, the agreement matrix of the judges and the
     human consensus, and the preference strength (None without machine verdicts on units with a
     decided human consensus); ([], None, None) without machine verdicts."""
-    machine = pairwise_judgments_load(project_id=project_id, aspect=rules.aspect, source="machine")
-    m = machine.judgments
-    if len(m) == 0:
+    samples = pairwise_judgments_load(project_id=project_id, aspect=rules.aspect, source="machine")
+    if len(samples.judgments) == 0:
         return [], None, None
+    queries = samples.query_codes()
+    machine = samples.one_per_query()
+    m = machine.judgments
     names = [name.removeprefix("machine:") for name in rater_names(machine.rater_ids)]
     human_unit = _human_units(human, machine)
     matrix = _agreement_matrix(names, m, human_unit, consensus)
@@ -35,15 +41,17 @@ def machine_judges_report(*, project_id: int, rules, human: LoadedPairwise, cons
     rows = []
     for judge in range(m.n_raters):
         mine = m.rater == judge
+        every_sample = samples.judgments.rater == judge
         swap = swap_agreement(unit=m.unit[mine], shown_first_is_a=m.left_is_a[mine], verdict=m.choice[mine],
                               alpha_level=rules.position_bias_p)
-        samples = self_consistency(unit=m.unit[mine], verdict=m.choice[mine])
+        consistency = self_consistency(query=queries[every_sample], verdict=samples.judgments.choice[every_sample])
         own = score_pair_agreement(verdict=m.choice[mine], score_a=score_a[mine], score_b=score_b[mine])
-        row = {"judge": names[judge], "judgments": int(mine.sum()), "swap_agreement": number(swap.agreement),
+        row = {"judge": names[judge], "judgments": int(every_sample.sum()), "swap_agreement": number(swap.agreement),
                "swapped_units": swap.n_swapped, "first_share": number(swap.first_share),
                "p_value": number(swap.p_value), "position_biased": bool(swap.flagged),
-               "self_consistency": number(samples.mean_modal_share), "self_consistency_units": samples.n_units,
-               "samples_per_unit": number(mine.sum() / max(np.unique(m.unit[mine]).size, 1)),
+               "self_consistency": number(consistency.agreement), "self_consistency_keys": consistency.n_keys,
+               "samples_per_key": number(consistency.mean_samples),
+               "self_consistency_message": consistency.message or "",
                "score_pair_agreement": number(own.agreement_sided), "score_pair_rows": own.n_sided,
                "score_aspect": score_aspect[judge]}
         if agreement is not None:

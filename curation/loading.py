@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from django.db import connection
 
+from curation.judge_samples import majority_of_samples, query_codes
 from curation.judgments import PairwiseJudgments
 
 _CHOICE_CASE = "CASE j.choice WHEN 'a' THEN 0 WHEN 'b' THEN 1 ELSE 2 END"
@@ -27,23 +28,54 @@ class LoadedPairwise:
     judgments: PairwiseJudgments
     comparison_ids: np.ndarray  # unit code -> comparison id
     rater_ids: np.ndarray  # rater code -> user id (> 0) or minus the machine annotator id (< 0)
+    sample: np.ndarray | None = None  # per row: a machine verdict's sample index (0 for people)
+    version: np.ndarray | None = None  # per row: a code of its machine annotator version (0 for people)
+
+    def _rows(self, rows: np.ndarray, *, unit: np.ndarray, n_units: int, choice=None) -> "PairwiseJudgments":
+        j = self.judgments
+        return PairwiseJudgments.from_arrays(
+            unit=unit, rater=j.rater[rows], choice=j.choice[rows] if choice is None else choice,
+            left_is_a=None if j.left_is_a is None else j.left_is_a[rows],
+            seconds=None if j.seconds is None else j.seconds[rows], n_units=n_units, n_raters=j.n_raters)
+
+    def _pick(self, array: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
+        return None if array is None else array[rows]
 
     def keeping_units(self, keep: np.ndarray) -> "LoadedPairwise":
         """The judgments of the units where `keep` is true, units re-coded densely (raters kept as they are)."""
         j = self.judgments
         new_code = np.cumsum(keep) - 1
-        rows = keep[j.unit]
-        judgments = PairwiseJudgments.from_arrays(
-            unit=new_code[j.unit[rows]], rater=j.rater[rows], choice=j.choice[rows],
-            left_is_a=None if j.left_is_a is None else j.left_is_a[rows],
-            seconds=None if j.seconds is None else j.seconds[rows], n_units=int(keep.sum()), n_raters=j.n_raters)
-        return LoadedPairwise(judgments=judgments, comparison_ids=self.comparison_ids[keep], rater_ids=self.rater_ids)
+        rows = np.flatnonzero(keep[j.unit])
+        judgments = self._rows(rows, unit=new_code[j.unit[rows]], n_units=int(keep.sum()))
+        return LoadedPairwise(judgments=judgments, comparison_ids=self.comparison_ids[keep], rater_ids=self.rater_ids,
+                              sample=self._pick(self.sample, rows), version=self._pick(self.version, rows))
+
+    def query_codes(self) -> np.ndarray:
+        """Per row, a code of the query it answers: (rater, version, unit, presentation order);
+        a machine judge's k samples of one query share it (see `curation.judge_samples`)."""
+        j = self.judgments
+        zeros = np.zeros(len(j), dtype=np.int64)
+        return query_codes(judge=j.rater, version=zeros if self.version is None else self.version, unit=j.unit,
+                           left_is_a=zeros if j.left_is_a is None else j.left_is_a)
+
+    def one_per_query(self) -> "LoadedPairwise":
+        """One row per query, holding the majority of its samples (`majority_of_samples`), in the
+        order the queries were last answered; units and raters keep their codes. A judge asked k
+        times then counts once wherever rows are counted or compared."""
+        j = self.judgments
+        rows, choice = majority_of_samples(query=self.query_codes(),
+                                           sample=np.zeros(len(j), dtype=np.int64) if self.sample is None
+                                           else self.sample, verdict=j.choice)
+        judgments = self._rows(rows, unit=j.unit[rows], n_units=j.n_units, choice=choice)
+        return LoadedPairwise(judgments=judgments, comparison_ids=self.comparison_ids, rater_ids=self.rater_ids,
+                              sample=np.zeros(rows.size, dtype=np.int64), version=self._pick(self.version, rows))
 
 
 def pairwise_judgments_load(*, project_id: int, aspect: str = "overall", source: str = "human",
                             machine_version: str | None = None) -> LoadedPairwise:
     """Live preference judgments (not retracted, not set aside by a suspension) of one project
-    and aspect, in the order they were made. `source`: human, machine or all; `machine_version` keeps one annotator version."""
+    and aspect, in the order they were made, each with its sample index and a code of its machine
+    annotator version. `source`: human, machine or all; `machine_version` keeps one annotator version."""
     if source not in _SOURCES:
         raise ValueError(f"source must be one of {', '.join(_SOURCES)}, not {source!r}")
     where = [f"j.project_id = {int(project_id)}", _SOURCES[source], "j.retracted_at IS NULL",
@@ -53,11 +85,20 @@ def pairwise_judgments_load(*, project_id: int, aspect: str = "overall", source:
     if machine_version is not None:
         where.append("j.machine_version = %s")
         params.append(machine_version)
+    # People have sample 0 and no version (a check constraint): reading those columns would cost
+    # the big human loads time for nothing. A version is named by its first row's id, a number.
+    machine_columns = "" if source == "human" else \
+        ", j.sample, MIN(j.id) OVER (PARTITION BY j.machine_annotator_id, j.machine_version)"
     sql = (f"SELECT j.comparison_id, COALESCE(j.annotator_id, -j.machine_annotator_id), {_CHOICE_CASE}, "
-           f"CASE WHEN j.left_image_id = c.image_a_id THEN 1 ELSE 0 END, COALESCE(j.latency_ms, -1) "
+           f"CASE WHEN j.left_image_id = c.image_a_id THEN 1 ELSE 0 END, COALESCE(j.latency_ms, -1)"
+           f"{machine_columns} "
            f"FROM annotation_preferencejudgment j JOIN annotation_comparison c ON c.id = j.comparison_id "
            f"WHERE {' AND '.join(where)} ORDER BY j.id")
-    rows = _number_rows(sql, params, columns=5)
+    rows = _number_rows(sql, params, columns=5 if source == "human" else 7)
+    if source == "human":
+        sample = version = np.zeros(len(rows), dtype=np.int64)
+    else:
+        sample, version = rows[:, 5].copy(), np.unique(rows[:, 6], return_inverse=True)[1].reshape(-1)
     comparison_ids, unit = np.unique(rows[:, 0], return_inverse=True)
     rater_ids, rater = np.unique(rows[:, 1], return_inverse=True)
     latency = rows[:, 4].astype(np.float64)
@@ -65,7 +106,8 @@ def pairwise_judgments_load(*, project_id: int, aspect: str = "overall", source:
     judgments = PairwiseJudgments.from_arrays(
         unit=unit, rater=rater, choice=rows[:, 2], left_is_a=rows[:, 3].astype(bool), seconds=latency / 1000.0,
         n_units=len(comparison_ids), n_raters=len(rater_ids))
-    return LoadedPairwise(judgments=judgments, comparison_ids=comparison_ids, rater_ids=rater_ids)
+    return LoadedPairwise(judgments=judgments, comparison_ids=comparison_ids, rater_ids=rater_ids, sample=sample,
+                          version=version)
 
 
 def pairwise_aspects(*, project_id: int, source: str = "human") -> list[str]:

@@ -3,7 +3,7 @@ with other judges and with humans?
 
 - `swap_agreement`: the verdict survives swapping which image is shown first, and the
   judge's share of first-shown picks with an exact binomial test.
-- `self_consistency`: agreement of k sampled verdicts per unit with their mode.
+- (self-consistency over k samples of one query lives in `curation.judge_samples`.)
 - `score_pair_agreement`: the pairwise verdict against the order of the judge's own scores.
 - `preference_strength`: Secrets of RLHF II (Wang et al. 2024, section 2): per pair,
   the mean and standard deviation across judges of the z-normalised score difference;
@@ -144,53 +144,6 @@ def swap_agreement(*, unit, shown_first_is_a, verdict, aspect=None, alpha_level:
         p_value=float(p_value),
         flagged=bool(p_value < alpha_level),
         alpha_level=alpha_level,
-        message=message,
-    )
-
-
-@dataclass(frozen=True)
-class SelfConsistency:
-    """Agreement of one judge's k samples per unit with the unit's modal verdict.
-
-    `modal_share[u]` is the share of unit u's samples equal to its mode (NaN for units
-    with fewer than two samples); `mean_modal_share` its mean and `all_agree_share` the
-    share of units whose samples all agree, both over units with two or more samples.
-    """
-
-    mean_modal_share: float
-    all_agree_share: float
-    modal_share: np.ndarray
-    n_units: int
-    n_single_sample: int
-    message: str | None = None
-
-
-def self_consistency(*, unit, verdict) -> SelfConsistency:
-    """Self-consistency of one judge sampled k times per unit (k may vary by unit).
-
-    Units with a single sample say nothing about consistency; they are counted in
-    `n_single_sample` and left out of the means.
-    """
-    unit = as_codes(unit, name="unit")
-    verdict = _verdicts(verdict)
-    _same_length(unit=unit, verdict=verdict)
-    n_units = int(unit.max()) + 1 if unit.size else 0
-    counts = np.bincount(unit * 3 + verdict, minlength=n_units * 3).reshape(n_units, 3)
-    k = counts.sum(axis=1)
-    sampled = k >= 2
-    modal_share = np.where(sampled, counts.max(axis=1) / np.maximum(k, 1), np.nan)
-    n_sampled = int(sampled.sum())
-    message = None
-    if unit.size == 0:
-        message = "no judgments"
-    elif n_sampled == 0:
-        message = "no unit has two or more samples; self-consistency is undefined"
-    return SelfConsistency(
-        mean_modal_share=float(modal_share[sampled].mean()) if n_sampled else float("nan"),
-        all_agree_share=float((modal_share[sampled] == 1.0).mean()) if n_sampled else float("nan"),
-        modal_share=modal_share,
-        n_units=n_sampled,
-        n_single_sample=int((k == 1).sum()),
         message=message,
     )
 

@@ -24,7 +24,7 @@ class FailureInline(admin.TabularInline):
     model = AutoAnnotationFailure
     extra = 0
     can_delete = False
-    fields = ["image", "comparison", "first_image", "aspect", "error"]
+    fields = ["image", "comparison", "first_image", "sample", "aspect", "error"]
     readonly_fields = fields
     show_change_link = False
 

@@ -10,7 +10,7 @@ from annotation.models import MachineAnnotator
 from annotation.selectors import project_get_for_user
 from mlworkers import selectors, services
 from mlworkers.backends.base import backend_names
-from mlworkers.models import AutoAnnotationFailure, AutoAnnotationJob
+from mlworkers.models import MAX_SAMPLES, AutoAnnotationFailure, AutoAnnotationJob
 
 
 class MachineAnnotatorSerializer(serializers.ModelSerializer):
@@ -104,7 +104,7 @@ class AutoJobSerializer(serializers.ModelSerializer):
     class Meta:
         model = AutoAnnotationJob
         fields = ["id", "project", "machine_annotator", "machine_annotator_name", "machine_version", "kind", "scope",
-                  "sample_size", "aspects", "orders", "status", "message", "progress", "created_at", "started_at",
+                  "sample_size", "aspects", "orders", "samples", "status", "message", "progress", "created_at", "started_at",
                   "finished_at"]
 
     def get_progress(self, job) -> ProgressSerializer:
@@ -118,6 +118,10 @@ class AutoJobInputSerializer(serializers.Serializer):
     sample_size = serializers.IntegerField(required=False, min_value=1, allow_null=True)
     aspects = serializers.ListField(child=serializers.CharField(), required=False, allow_empty=False)
     orders = serializers.ChoiceField(choices=AutoAnnotationJob.Orders.choices, default=AutoAnnotationJob.Orders.BOTH)
+    samples = serializers.IntegerField(
+        default=1, min_value=1, max_value=MAX_SAMPLES,
+        help_text="Pairs: answers asked per pair, order and aspect, for self-consistency; above 1 the judge must "
+                  "sample (openai_chat: temperature above 0; mllm_transformers: do_sample true).")
 
 
 class AutoJobListCreateApi(ListApi):
@@ -170,7 +174,7 @@ class AutoJobResumeApi(APIView):
 class AutoJobFailureSerializer(serializers.ModelSerializer):
     class Meta:
         model = AutoAnnotationFailure
-        fields = ["id", "image", "comparison", "first_image", "aspect", "error", "raw", "created_at"]
+        fields = ["id", "image", "comparison", "first_image", "sample", "aspect", "error", "raw", "created_at"]
 
 
 class AutoJobFailureListApi(ListApi):

@@ -5,9 +5,13 @@ source=machine), unique per annotator version, unit, aspect and presentation ord
 what makes a rerun write nothing twice.
 """
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models import Q
 
 from annotation.models import Comparison, Image, MachineAnnotator, Project
+
+MAX_SAMPLES = 16  # answers asked per (pair, order, aspect) at most
 
 
 class AutoAnnotationJob(models.Model):
@@ -42,9 +46,13 @@ class AutoAnnotationJob(models.Model):
     sample_seed = models.PositiveIntegerField(default=0)
     aspects = models.JSONField(default=list)
     orders = models.CharField(max_length=4, choices=Orders.choices, default=Orders.BOTH)
+    samples = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(MAX_SAMPLES)],
+        help_text="Pairs: answers asked per pair, order and aspect (several need a judge that samples).")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
     message = models.TextField(blank=True)
-    items_total = models.PositiveIntegerField(default=0, help_text="Items asked of the judge (image or ordered pair).")
+    items_total = models.PositiveIntegerField(
+        default=0, help_text="Items asked of the judge: images, or pairs x orders x samples.")
     items_done = models.PositiveIntegerField(default=0)
     items_failed = models.PositiveIntegerField(default=0)
     chunks_total = models.PositiveIntegerField(default=0)
@@ -56,6 +64,8 @@ class AutoAnnotationJob(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        constraints = [models.CheckConstraint(condition=Q(samples__gte=1, samples__lte=MAX_SAMPLES),
+                                              name="autojob_samples_1_to_16")]
 
     def __str__(self):
         return f"auto job {self.pk} ({self.machine_annotator_id} on {self.project_id}, {self.status})"
@@ -69,6 +79,7 @@ class AutoAnnotationFailure(models.Model):
     comparison = models.ForeignKey(Comparison, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     first_image = models.ForeignKey(Image, null=True, blank=True, on_delete=models.CASCADE, related_name="+",
                                     help_text="Pairs: the image shown first.")
+    sample = models.PositiveSmallIntegerField(default=0, help_text="Pairs: which of the k samples failed.")
     aspect = models.CharField(max_length=64)
     error = models.CharField(max_length=1000)
     raw = models.TextField(blank=True)

@@ -11,12 +11,12 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Count, F
 from django.utils import timezone
 
 from annotation.models import AspectScore, Comparison, Image, MachineAnnotator, PreferenceJudgment, Project, Source
 from mlworkers.backends.base import Aspect, BackendError, ImageRef, PairRequest, ScoreRequest, backend_class
-from mlworkers.models import AutoAnnotationFailure, AutoAnnotationJob
+from mlworkers.models import MAX_SAMPLES, AutoAnnotationFailure, AutoAnnotationJob
 
 log = logging.getLogger(__name__)
 Job = AutoAnnotationJob
@@ -74,9 +74,12 @@ def machine_annotator_update(*, annotator: MachineAnnotator, **fields) -> Machin
 @transaction.atomic
 def auto_job_launch(*, project: Project, annotator: MachineAnnotator, kind: str, scope: str = Job.Scope.ALL,
                     sample_size: int | None = None, aspects: list[str] | None = None,
-                    orders: str = Job.Orders.BOTH, created_by=None) -> Job:
-    """Check and record a job, then queue its planning after commit."""
+                    orders: str = Job.Orders.BOTH, samples: int = 1, created_by=None) -> Job:
+    """Check and record a job, then queue its planning after commit. `samples` > 1 asks every
+    (pair, order, aspect) that many times; it is refused, naming `samples`, for score jobs and for
+    judges that would give the same answer each time."""
     cls = backend_class(annotator.backend)
+    _check_samples(cls, annotator, kind, samples)
     if kind == Job.Kind.SCORE and not cls.can_score:
         raise ValidationError({"kind": f"backend {annotator.backend} does not score images"})
     if kind == Job.Kind.PAIRS and not cls.can_judge_pairs:
@@ -101,9 +104,21 @@ def auto_job_launch(*, project: Project, annotator: MachineAnnotator, kind: str,
                                                     f"on this project; cancel it or wait for it"})
     job = Job.objects.create(project=project, machine_annotator=annotator, machine_version=annotator.version,
                              kind=kind, scope=scope, sample_size=sample_size, sample_seed=random.randrange(2**31),
-                             aspects=aspects, orders=orders, created_by=created_by)
+                             aspects=aspects, orders=orders, samples=samples, created_by=created_by)
     _enqueue_start(job)
     return job
+
+
+def _check_samples(cls, annotator, kind, samples) -> None:
+    if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= MAX_SAMPLES:
+        raise ValidationError({"samples": f"must be a whole number from 1 to {MAX_SAMPLES} (got {samples!r})"})
+    if samples == 1:
+        return
+    refusal = cls.sampling_refusal(annotator.parameters)
+    if refusal:
+        raise ValidationError({"samples": f"{samples} samples would be {samples} copies of one answer: {refusal}"})
+    if kind != Job.Kind.PAIRS:
+        raise ValidationError({"samples": "several samples are for pairs jobs; a score job asks each image once"})
 
 
 def _enqueue_start(job):
@@ -142,21 +157,23 @@ def auto_job_resume(*, job: Job) -> Job:
 def auto_job_start(*, job_id: int) -> list[list[int]]:
     """Work out the job's items (skipping those this annotator version already stored), split
     them into chunks of whole prompts, and mark the job running. Returns the chunks' item ids
-    (image ids, or comparison ids for pairs) for the caller to queue."""
+    (image ids, or comparison ids for pairs) for the caller to queue. A chunk holds about
+    AUTO_JOB_CHUNK_ITEMS images, or that many pairs divided by the samples asked of each."""
     with transaction.atomic():
         job = Job.objects.select_for_update().select_related("project").get(pk=job_id)
         if job.status != Job.Status.PENDING:
             return []
         by_prompt = _items_by_prompt(job)
+        per_chunk = max(1, settings.AUTO_JOB_CHUNK_ITEMS // job.samples)
         chunks, current = [], []
         for prompt_items in by_prompt.values():
-            if current and len(current) + len(prompt_items) > settings.AUTO_JOB_CHUNK_ITEMS:
+            if current and len(current) + len(prompt_items) > per_chunk:
                 chunks.append(current)
                 current = []
             current.extend(prompt_items)
         if current:
             chunks.append(current)
-        per_item = 2 if job.kind == Job.Kind.PAIRS and job.orders == Job.Orders.BOTH else 1
+        per_item = len(_orders(job)) * job.samples if job.kind == Job.Kind.PAIRS else 1
         job.items_total = sum(len(c) for c in chunks) * per_item
         job.items_done = job.items_failed = job.chunks_done = 0
         job.chunks_total = len(chunks)
@@ -193,13 +210,20 @@ def _items_by_prompt(job) -> dict[int, list[int]]:
 
 def _finished_by_version(job, stored, labelled_by):
     mine = stored.filter(machine_version=job.machine_version)
-    if job.kind == Job.Kind.PAIRS and job.orders == Job.Orders.BOTH:
-        # a pair is finished once both presentation orders are stored
-        from django.db.models import Count
+    if job.kind == Job.Kind.SCORE:
+        return mine.values(labelled_by)
+    # A pair is finished once every asked (order, sample) is stored: count the distinct ones.
+    mine = mine.filter(sample__lt=job.samples)
+    if job.orders == Job.Orders.ONE:
+        mine = mine.filter(left_image_id=F("comparison__image_a_id"))
+    asked = F("left_image_id") * MAX_SAMPLES + F("sample")
+    return (mine.values(labelled_by).annotate(keys=Count(asked, distinct=True))
+            .filter(keys__gte=len(_orders(job)) * job.samples).values(labelled_by))
 
-        return (mine.values(labelled_by).annotate(orders=Count("left_image_id", distinct=True))
-                .filter(orders__gte=2).values(labelled_by))
-    return mine.values(labelled_by)
+
+def _orders(job) -> list[bool]:
+    """The presentation orders a pairs job asks: image a first, and unless one order, image b first."""
+    return [True] if job.orders == Job.Orders.ONE else [True, False]
 
 
 # --- running a chunk (on a GPU worker) -----------------------------------------------------------
@@ -303,38 +327,40 @@ def _score_chunk(job, backend, image_ids):
 
 
 def _pairs_chunk(job, backend, comparison_ids):
+    """Ask the judge every (pair, order, sample) of the chunk this version has not stored; an
+    item is one such key, done when any of its aspects was answered."""
     comparisons = list(Comparison.objects.filter(id__in=comparison_ids)
                        .select_related("prompt", "image_a", "image_b").order_by("prompt_id", "id"))
     stored = set(PreferenceJudgment.objects.filter(
         source=Source.MACHINE, machine_annotator_id=job.machine_annotator_id, machine_version=job.machine_version,
-        comparison_id__in=comparison_ids).values_list("comparison_id", "left_image_id"))
+        comparison_id__in=comparison_ids).values_list("comparison_id", "left_image_id", "sample"))
     aspects = _aspects(job)
-    requests, by_request = [], []
+    requests, comparison_of = [], {}
     skipped = 0
     for comparison in comparisons:
-        orders = [(comparison.image_a, comparison.image_b)]
-        if job.orders == Job.Orders.BOTH:
-            orders.append((comparison.image_b, comparison.image_a))
-        for first, second in orders:
-            if (comparison.id, first.id) in stored:
-                skipped += 1
-                continue
-            requests.append(PairRequest(prompt=comparison.prompt.text, first=_ref(first), second=_ref(second),
-                                        aspects=aspects))
-            by_request.append(comparison)
+        for a_first in _orders(job):
+            first, second = (comparison.image_a, comparison.image_b) if a_first else (comparison.image_b,
+                                                                                      comparison.image_a)
+            missing = tuple(s for s in range(job.samples) if (comparison.id, first.id, s) not in stored)
+            skipped += job.samples - len(missing)
+            if missing:
+                requests.append(PairRequest(prompt=comparison.prompt.text, first=_ref(first), second=_ref(second),
+                                            aspects=aspects, samples=missing))
+                comparison_of[(first.id, second.id)] = comparison
     results = backend.judge_pairs(requests) if requests else []
-    comparison_of = {(r.first.image_id, r.second.image_id): c for r, c in zip(requests, by_request)}
     judgments, failures, outcome = [], [], defaultdict(list)
     for result in results:
         comparison = comparison_of[(result.first_id, result.second_id)]
-        outcome[(comparison.id, result.first_id)].append(not result.failed)
+        outcome[(comparison.id, result.first_id, result.sample)].append(not result.failed)
         if result.failed:
             failures.append(AutoAnnotationFailure(job=job, comparison=comparison, first_image_id=result.first_id,
-                                                  aspect=result.aspect, error=result.error[:1000], raw=result.raw))
+                                                  sample=result.sample, aspect=result.aspect,
+                                                  error=result.error[:1000], raw=result.raw))
             continue
         first_is_a = result.first_id == comparison.image_a_id
         choice = {"first": "a" if first_is_a else "b", "second": "b" if first_is_a else "a", "tie": "tie"}[result.choice]
         judgments.append(PreferenceJudgment(**_machine(job, comparison=comparison, aspect=result.aspect, choice=choice,
-                                                       left_image_id=result.first_id, rationale=result.rationale)))
-    done = sum(1 for ok in outcome.values() if any(ok)) + skipped
-    return judgments, failures, done, len(outcome) - sum(1 for ok in outcome.values() if any(ok))
+                                                       left_image_id=result.first_id, sample=result.sample,
+                                                       rationale=result.rationale)))
+    answered = sum(1 for ok in outcome.values() if any(ok))
+    return judgments, failures, answered + skipped, len(outcome) - answered

@@ -2,7 +2,8 @@
 
 A backend scores a prompt's images per aspect, judges a pair shown in a given order, or both.
 It returns one typed result per asked item: a value (with a rationale where the judge gives
-one) or a failure holding the judge's raw text. Backends never touch the database; the job
+one) or a failure holding the judge's raw text. A pair may be asked several times (samples of
+a judge that samples, for self-consistency); each answer is its own item, tagged with its index. Backends never touch the database; the job
 runner in `mlworkers.services` feeds them and writes what they return.
 """
 from abc import ABC
@@ -37,12 +38,16 @@ class ScoreRequest:
 
 @dataclass(frozen=True)
 class PairRequest:
-    """Which of two images of one prompt is better, per aspect, shown `first` then `second`."""
+    """Which of two images of one prompt is better, per aspect, shown `first` then `second`.
+
+    `samples` are the sample indices to answer: one independent answer per index (k indices,
+    k answers; a resumed job asks only the indices it lacks)."""
 
     prompt: str
     first: ImageRef
     second: ImageRef
     aspects: Sequence[Aspect]
+    samples: tuple[int, ...] = (0,)
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,7 @@ class PairResult:
     rationale: str = ""
     error: str = ""
     raw: str = ""
+    sample: int = 0
 
     @property
     def failed(self) -> bool:
@@ -101,6 +107,12 @@ class Backend(ABC):
         if unknown:
             raise BackendError(f"{self.name}: unknown parameters {', '.join(unknown)}; known: {', '.join(defaults)}")
         return {**defaults, **self.parameters}
+
+    @classmethod
+    def sampling_refusal(cls, parameters: dict) -> str:
+        """Why asking this judge, so configured, the same pair several times would not give
+        independent samples; "" when it would. Backends that sample override this."""
+        return f"backend {cls.name} gives the same answer every time; it cannot sample"
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
         raise NotImplementedError(f"{self.name} does not score images")

@@ -3,10 +3,11 @@
 The checkpoint is a local folder (or an S3 key that `mlworkers.weights` fetches) holding an
 `AutoModelForImageTextToText` model and its `AutoProcessor` with a chat template. One generation
 per image asks all aspects at once (VisionPrefer-style); one per pair shows both images in the
-given order. Generations are batched with left padding and decoded greedily (`do_sample=False`;
-the checkpoint's other generation settings, such as a repetition penalty, still apply), and the
-answers are read strictly by `mlworkers.verdicts`: a malformed answer is a failed item that keeps
-the raw text, never a score. Weights that are missing or do not fit the architecture are a
+given order. Generations are batched with left padding and decoded greedily by default; with
+`do_sample` they are sampled at `temperature`, and a pair asked for k samples is k rows of the
+batch, each drawing its own answer (the checkpoint's other generation settings, such as top-k or
+a repetition penalty, still apply). The answers are read strictly by `mlworkers.verdicts`: a
+malformed answer is a failed item that keeps the raw text, never a score. Weights that are missing or do not fit the architecture are a
 `BackendError` for the whole job; an unreadable image fails only its own item.
 """
 import io
@@ -25,10 +26,12 @@ logger = logging.getLogger(__name__)
 
 PARAMETER_DEFAULTS = {
     "max_new_tokens": 256,
-    "batch_size": 8,  # generations per forward pass
+    "batch_size": 8,  # generations per forward pass (a pair's samples are generations too)
     "dtype": "auto",  # bfloat16 on CUDA, float32 on CPU; or "bfloat16", "float16", "float32"
     "image_source": "original",  # or "preview"
     "image_max_side": 768,  # images are shrunk to this long side first, bounding the vision tokens
+    "do_sample": False,  # greedy answers are the same every time: samples > 1 need True
+    "temperature": 1.0,  # used when do_sample is true
 }
 _DTYPES = ("auto", "bfloat16", "float16", "float32")
 RAW_LIMIT = 4000
@@ -41,6 +44,16 @@ class _Generation:
 
     text: str
     images: list
+
+
+@dataclass(frozen=True)
+class _Ask:
+    """One item to answer `copies` times: the prompt, the question and the images shown in order."""
+
+    prompt: str
+    text: str
+    images: Sequence[ImageRef]
+    copies: int
 
 
 @dataclass(frozen=True)
@@ -72,11 +85,27 @@ class TransformersMLLMBackend(Backend):
             raise BackendError(f"{self.name}: image_source must be 'original' or 'preview'")
         if params["dtype"] not in _DTYPES:
             raise BackendError(f"{self.name}: dtype must be one of {', '.join(_DTYPES)}")
+        if not isinstance(params["do_sample"], bool):
+            raise BackendError(f"{self.name}: do_sample must be true or false")
+        try:
+            self._temperature = float(params["temperature"])
+        except (TypeError, ValueError):
+            raise BackendError(f"{self.name}: temperature must be a number") from None
+        if self._temperature <= 0:
+            raise BackendError(f"{self.name}: temperature must be above 0 (for greedy answers leave do_sample false)")
+        self._do_sample = params["do_sample"]
         self._image_source = params["image_source"]
         self._model, self._processor = self._load(params["dtype"])
 
     def __repr__(self):
         return f"{type(self).__name__}(model_ref={self.model_ref!r}, device={self.device!r})"
+
+    @classmethod
+    def sampling_refusal(cls, parameters: dict) -> str:
+        """Samples need do_sample true (the default, greedy decoding, answers the same every time)."""
+        if parameters.get("do_sample", PARAMETER_DEFAULTS["do_sample"]) is not True:
+            return f"{cls.name} decodes greedily and answers the same every time; set parameters.do_sample to true"
+        return ""
 
     # --- the interface ------------------------------------------------------------------------
 
@@ -87,26 +116,30 @@ class TransformersMLLMBackend(Backend):
             text = self._render(score_prompt, request.prompt, request.aspects, request.scale)
             for image in request.images:
                 items.append((request, image))
-                asks.append((request.prompt, text, [image]))
+                asks.append(_Ask(request.prompt, text, [image], 1))
         results = []
-        for (request, image), answer in zip(items, self._answer_all(asks)):
-            if isinstance(answer, str):
-                results += _failed_scores(image, request.aspects, answer)
+        for (request, image), answers in zip(items, self._answer_all(asks)):
+            if isinstance(answers, str):
+                results += _failed_scores(image, request.aspects, answers)
             else:
-                results += _read_scores(image, request, answer)
+                results += _read_scores(image, request, answers[0])
         return results
 
     def judge_pairs(self, requests: Sequence[PairRequest]) -> list[PairResult]:
-        """One result per (request, aspect), in that order; one generation per request, the
-        images shown `first` then `second`."""
-        asks = [(request.prompt, self._render(pair_prompt, request.prompt, request.aspects),
-                 [request.first, request.second]) for request in requests]
+        """One result per (request, sample, aspect), in that order; one generation per sample of a
+        request, the images shown `first` then `second`, each result tagged with its sample.
+        Several samples of one request need do_sample (else they would be one answer k times)."""
+        if not self._do_sample and any(len(request.samples) > 1 for request in requests):
+            raise BackendError(f"{self.name}: several samples of a pair need parameters.do_sample true")
+        asks = [_Ask(request.prompt, self._render(pair_prompt, request.prompt, request.aspects),
+                     [request.first, request.second], len(request.samples)) for request in requests]
         results = []
-        for request, answer in zip(requests, self._answer_all(asks)):
-            if isinstance(answer, str):
-                results += _failed_pairs(request, answer)
-            else:
-                results += _read_pair(request, answer)
+        for request, answers in zip(requests, self._answer_all(asks)):
+            for position, sample in enumerate(request.samples):
+                if isinstance(answers, str):
+                    results += _failed_pairs(request, answers, sample=sample)
+                else:
+                    results += _read_pair(request, answers[position], sample)
         return results
 
     # --- one item -----------------------------------------------------------------------------
@@ -189,28 +222,38 @@ class TransformersMLLMBackend(Backend):
         logger.info("%s: loaded %s (%s) on %s in %s", self.name, self.model_ref, type(model).__name__, device, dtype)
         return model, processor
 
-    def _answer_all(self, asks: Sequence[tuple[str, str, Sequence[ImageRef]]]) -> list[_Answer | str]:
-        """For each (prompt, text, images): the judge's answer or the item's error, in order.
-        batch_size items are read and generated at a time, so only their pictures are in memory."""
-        outcomes = []
-        for start in range(0, len(asks), self._batch_size):
-            prepared = [self._prepare(*ask) for ask in asks[start:start + self._batch_size]]
-            ready = [generation for generation in prepared if isinstance(generation, _Generation)]
+    def _answer_all(self, asks: Sequence[_Ask]) -> list[list[_Answer] | str]:
+        """For each ask: its `copies` answers from the judge, or the item's error, in order. Asks are
+        read and generated about batch_size generations at a time (an ask's copies stay together),
+        so only their pictures are in memory."""
+        outcomes, start = [], 0
+        while start < len(asks):
+            end, rows = start + 1, asks[start].copies
+            while end < len(asks) and rows + asks[end].copies <= self._batch_size:
+                rows += asks[end].copies
+                end += 1
+            prepared = [(self._prepare(ask.prompt, ask.text, ask.images), ask.copies) for ask in asks[start:end]]
+            ready = [(generation, copies) for generation, copies in prepared if isinstance(generation, _Generation)]
             answers = iter(self._generate(ready) if ready else ())
-            outcomes += [next(answers) if isinstance(generation, _Generation) else generation
-                         for generation in prepared]
+            outcomes += [[next(answers) for _ in range(copies)] if isinstance(generation, _Generation) else generation
+                         for generation, copies in prepared]
+            start = end
         return outcomes
 
-    def _generate(self, batch: Sequence[_Generation]) -> list[_Answer]:
+    def _generate(self, batch: Sequence[tuple[_Generation, int]]) -> list[_Answer]:
+        """Answers for each generation's copies, in order: each copy is its own row, so with
+        do_sample every copy draws its own answer."""
         import torch
 
-        inputs = self._processor(text=[g.text for g in batch], images=[g.images for g in batch],
+        rows = [generation for generation, copies in batch for _ in range(copies)]
+        inputs = self._processor(text=[g.text for g in rows], images=[g.images for g in rows],
                                  padding=True, return_tensors="pt")
         inputs = inputs.to(self._model.device, self._model.dtype)
         tokenizer = self._processor.tokenizer
+        decoding = {"do_sample": True, "temperature": self._temperature} if self._do_sample else {"do_sample": False}
         with torch.inference_mode():
-            output = self._model.generate(**inputs, max_new_tokens=self._max_new_tokens, do_sample=False,
-                                          num_beams=1, pad_token_id=tokenizer.pad_token_id)
+            output = self._model.generate(**inputs, max_new_tokens=self._max_new_tokens, num_beams=1,
+                                          pad_token_id=tokenizer.pad_token_id, **decoding)
         new_tokens = output[:, inputs["input_ids"].shape[1]:]  # the prompt is echoed first
         texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
         eos = self._model.generation_config.eos_token_id
@@ -233,9 +276,9 @@ def _failed_scores(image: ImageRef, aspects: Sequence[Aspect], error: str, raw: 
     return [ScoreResult(image.image_id, a.key, None, error=error, raw=raw[:RAW_LIMIT]) for a in aspects]
 
 
-def _failed_pairs(request: PairRequest, error: str, raw: str = "") -> list[PairResult]:
-    return [PairResult(request.first.image_id, request.second.image_id, a.key, None, error=error, raw=raw[:RAW_LIMIT])
-            for a in request.aspects]
+def _failed_pairs(request: PairRequest, error: str, raw: str = "", *, sample: int = 0) -> list[PairResult]:
+    return [PairResult(request.first.image_id, request.second.image_id, a.key, None, error=error, raw=raw[:RAW_LIMIT],
+                       sample=sample) for a in request.aspects]
 
 
 def _read_scores(image: ImageRef, request: ScoreRequest, answer: _Answer) -> list[ScoreResult]:
@@ -247,10 +290,10 @@ def _read_scores(image: ImageRef, request: ScoreRequest, answer: _Answer) -> lis
             for key, (score, rationale) in scores.items()]
 
 
-def _read_pair(request: PairRequest, answer: _Answer) -> list[PairResult]:
+def _read_pair(request: PairRequest, answer: _Answer, sample: int) -> list[PairResult]:
     try:
         verdicts = parse_pair(answer.text, request.aspects)
     except UnreadableAnswer as exc:
-        return _failed_pairs(request, _unreadable(exc, answer), answer.text)
-    return [PairResult(request.first.image_id, request.second.image_id, key, choice, rationale=rationale)
-            for key, (choice, rationale) in verdicts.items()]
+        return _failed_pairs(request, _unreadable(exc, answer), answer.text, sample=sample)
+    return [PairResult(request.first.image_id, request.second.image_id, key, choice, rationale=rationale,
+                       sample=sample) for key, (choice, rationale) in verdicts.items()]

@@ -1,7 +1,8 @@
 """MLLM judges behind any OpenAI-compatible chat-completions endpoint (vLLM, hosted APIs).
 
-One request per image (all asked aspects at once, VisionPrefer-style) or per pair shown in the
-given order; answers are JSON asked for against a schema and read strictly by
+One request per image (all asked aspects at once, VisionPrefer-style) or per sample of a pair
+shown in the given order (k samples are k requests, not the `n` parameter, which not every
+server honours); answers are JSON asked for against a schema and read strictly by
 `mlworkers.verdicts`. A malformed answer is a failed item that keeps the raw text; an endpoint
 that cannot be reached or refuses the key, model or URL is a `BackendError` for the whole job.
 
@@ -31,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 PARAMETER_DEFAULTS = {
     "base_url": "",  # required, e.g. http://127.0.0.1:8000/v1
-    "temperature": 0.0,
+    "temperature": 0.0,  # 0 answers the same every time: samples > 1 need more
     "max_tokens": 512,
     "timeout_s": 60.0,  # per attempt: connecting plus reading the answer
     "max_concurrency": 8,
@@ -51,6 +52,28 @@ _MAGIC = [(b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"),
 
 class _Aborted(Exception):
     """Another item of the same batch hit a BackendError: stop asking."""
+
+
+class _SharedQuestion:
+    """The text and image parts of one pair request, built by the first of its samples to run and
+    dropped once the last has asked, so k samples read the images once and only the requests
+    being asked hold theirs in memory."""
+
+    def __init__(self, build: Callable[[], tuple[str, list[dict], str]], uses: int):
+        self._build, self._uses, self._value = build, uses, None
+        self._lock = threading.Lock()
+
+    def get(self) -> tuple[str, list[dict], str]:
+        with self._lock:
+            if self._value is None:
+                self._value = self._build()
+            return self._value
+
+    def release(self) -> None:
+        with self._lock:
+            self._uses -= 1
+            if self._uses <= 0:
+                self._value = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +138,18 @@ class OpenAIChatBackend(Backend):
     def __repr__(self):
         return f"{type(self).__name__}(model_ref={self.model_ref!r}, url={self._redact(self._url)!r})"
 
+    @classmethod
+    def sampling_refusal(cls, parameters: dict) -> str:
+        """Samples need a temperature above 0 (the default, 0, answers the same every time)."""
+        try:
+            temperature = float(parameters.get("temperature", PARAMETER_DEFAULTS["temperature"]))
+        except (TypeError, ValueError):
+            return f"{cls.name}: temperature must be a number"
+        if temperature <= 0:
+            return (f"{cls.name} at temperature {temperature:g} answers the same every time; "
+                    f"set parameters.temperature above 0 to sample")
+        return ""
+
     # --- the interface ------------------------------------------------------------------------
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
@@ -124,9 +159,14 @@ class OpenAIChatBackend(Backend):
         return [result for results in per_image for result in results]
 
     def judge_pairs(self, requests: Sequence[PairRequest]) -> list[PairResult]:
-        """One result per (request, aspect), in that order; one endpoint call per request."""
-        per_pair = self._run_all(list(requests), self._judge_pair)
-        return [result for results in per_pair for result in results]
+        """One result per (request, sample, aspect), in that order; one endpoint call per sample of
+        a request, all through the same bounded pool and retries, each result tagged with its sample."""
+        asks = []
+        for request in requests:
+            question = _SharedQuestion(lambda request=request: self._pair_question(request), len(request.samples))
+            asks += [(request, sample, question) for sample in request.samples]
+        per_sample = self._run_all(asks, lambda ask, abort: self._judge_pair(*ask, abort))
+        return [result for results in per_sample for result in results]
 
     # --- one item -----------------------------------------------------------------------------
 
@@ -151,27 +191,37 @@ class OpenAIChatBackend(Backend):
         return [ScoreResult(image.image_id, key, float(score), rationale=rationale)
                 for key, (score, rationale) in scores.items()]
 
-    def _judge_pair(self, request: PairRequest, abort: threading.Event) -> list[PairResult]:
+    def _pair_question(self, request: PairRequest) -> tuple[str, list[dict], str]:
+        """(text, image parts, "") to ask about `request`, or ("", [], this item's error)."""
+        if not request.prompt.strip():
+            return "", [], "empty prompt"
+        parts, error = self._image_parts([request.first, request.second])
+        if error:
+            return "", [], error
+        return pair_prompt(self.prompt_template, request.prompt, request.aspects), parts, ""
+
+    def _judge_pair(self, request: PairRequest, sample: int, question: _SharedQuestion,
+                    abort: threading.Event) -> list[PairResult]:
         first_id, second_id = request.first.image_id, request.second.image_id
 
         def failed(error: str, raw: str = "") -> list[PairResult]:
-            return [PairResult(first_id, second_id, a.key, None, error=error, raw=raw[:RAW_LIMIT])
+            return [PairResult(first_id, second_id, a.key, None, error=error, raw=raw[:RAW_LIMIT], sample=sample)
                     for a in request.aspects]
 
-        if not request.prompt.strip():
-            return failed("empty prompt")
-        parts, error = self._image_parts([request.first, request.second])
-        if error:
-            return failed(error)
-        text = pair_prompt(self.prompt_template, request.prompt, request.aspects)
-        answer = self._ask(text, parts, "pair_verdicts", pair_schema(request.aspects), abort)
+        try:
+            text, parts, error = question.get()
+            if error:
+                return failed(error)
+            answer = self._ask(text, parts, "pair_verdicts", pair_schema(request.aspects), abort)
+        finally:
+            question.release()
         if answer.error:
             return failed(answer.error, answer.text)
         try:
             verdicts = parse_pair(answer.text, request.aspects)
         except UnreadableAnswer as exc:
             return failed(self._unreadable(exc, answer), answer.text)
-        return [PairResult(first_id, second_id, key, choice, rationale=rationale)
+        return [PairResult(first_id, second_id, key, choice, rationale=rationale, sample=sample)
                 for key, (choice, rationale) in verdicts.items()]
 
     @staticmethod

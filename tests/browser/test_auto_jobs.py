@@ -53,3 +53,29 @@ def test_admin_launches_watches_cancels_and_resumes_a_job(page, live_server, cel
     assert PreferenceJudgment.objects.filter(source="machine").count() == 36
     assert page.get_by_test_id("job-failed").inner_text() == "0"
     assert page.get_by_test_id("job-rate").inner_text().endswith("items/s")
+
+
+def test_the_launch_form_sends_samples_and_shows_a_refusal_naming_them(page, live_server, imported):
+    greedy = services.machine_annotator_create(name="greedy", backend="openai_chat", model_ref="judge",
+                                               parameters={"base_url": "http://127.0.0.1:9/v1"})
+    sampler = services.machine_annotator_create(name="sampler", backend="openai_chat", model_ref="judge",
+                                                parameters={"base_url": "http://127.0.0.1:9/v1", "temperature": 0.8})
+    sign_in_as_admin(page, live_server, imported)
+    page.get_by_test_id("launch-kind").select_option("pairs")
+    page.get_by_test_id("launch-samples").fill("3")
+
+    page.get_by_test_id("launch-annotator").select_option(value=str(greedy.pk))
+    page.get_by_test_id("launch-submit").click()
+    error = page.get_by_test_id("launch-error")
+    error.wait_for()
+
+    assert error.inner_text().startswith("Invalid input: samples: 3 samples would be 3 copies of one answer")
+    assert not AutoAnnotationJob.objects.exists()
+
+    page.get_by_test_id("launch-annotator").select_option(value=str(sampler.pk))
+    page.get_by_test_id("launch-submit").click()
+    page.wait_for_url("**/auto-jobs/*/")
+
+    job = AutoAnnotationJob.objects.get()
+    assert job.machine_annotator == sampler and job.kind == "pairs" and job.samples == 3
+    assert page.get_by_test_id("job-kind").inner_text() == "Judge pairs per aspect, both orders, 3 samples each"

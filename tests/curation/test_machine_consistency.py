@@ -11,7 +11,6 @@ from curation.machine_consistency import (
     human_machine_agreement,
     preference_strength,
     score_pair_agreement,
-    self_consistency,
     swap_agreement,
     transitivity,
 )
@@ -98,26 +97,6 @@ def test_swap_agreement_per_aspect_and_unpaired_units():
     np.testing.assert_array_equal(result.per_aspect, [1.0, 0.0])
     # first shown picked: rows 0, 2 (a shown first, a chosen) and 3 (b first, b chosen).
     assert result.first_share == pytest.approx(3 / 5)
-
-
-def test_self_consistency_separates_good_from_noisy_judge(simulated):
-    rng, gap = np.random.default_rng(12), simulated["gap"]
-    k = 5
-    unit = np.repeat(np.arange(gap.size), k)
-    good = self_consistency(unit=unit, verdict=judge_verdicts(rng, gap[unit], True, **JUDGES[GOOD]))
-    noisy = self_consistency(unit=unit, verdict=judge_verdicts(rng, gap[unit], True, **JUDGES[NOISY]))
-
-    assert good.mean_modal_share > 0.9 > noisy.mean_modal_share
-    assert good.all_agree_share > noisy.all_agree_share
-    assert good.n_units == gap.size and good.n_single_sample == 0
-
-
-def test_self_consistency_small_case_by_hand():
-    result = self_consistency(unit=[0, 0, 0, 1, 1, 1, 2], verdict=[0, 0, 1, 2, 2, 2, 1])
-
-    assert result.mean_modal_share == pytest.approx((2 / 3 + 1) / 2)
-    assert result.all_agree_share == 0.5
-    assert result.n_single_sample == 1 and np.isnan(result.modal_share[2])
 
 
 def test_score_pair_agreement_small_case_by_hand():
@@ -302,14 +281,12 @@ def test_plcc_and_srcc_equal_scipy_and_fewer_than_three_images_give_a_message():
 def test_empty_inputs_give_messages_not_crashes():
     empty = np.array([], dtype=np.int64)
     swap = swap_agreement(unit=empty, shown_first_is_a=np.array([], dtype=bool), verdict=empty)
-    consistency = self_consistency(unit=empty, verdict=empty)
     scores = score_pair_agreement(verdict=empty, score_a=[], score_b=[])
     strength = preference_strength(pair=empty, judge=empty, verdict=empty)
     cycles = transitivity(image_a=empty, image_b=empty, verdict=empty, prompt_of_image=empty)
     human = human_machine_agreement(human_consensus=empty, unit=empty, verdict=empty)
 
     assert swap.message == "no judgments" and np.isnan(swap.agreement) and np.isnan(swap.p_value)
-    assert consistency.message == "no judgments" and np.isnan(consistency.mean_modal_share)
     assert scores.message == "no judgments" and np.isnan(scores.agreement_sided)
     assert "no judgments" in strength.messages and strength.mean.size == 0
     assert cycles.message == "no comparisons" and np.isnan(cycles.cycle_share)
@@ -326,7 +303,6 @@ def test_all_ties_and_one_order_only_give_messages():
     [
         lambda: swap_agreement(unit=[0, 1], shown_first_is_a=np.array([True]), verdict=[0, 1]),
         lambda: swap_agreement(unit=[0], shown_first_is_a=[1], verdict=[0]),
-        lambda: self_consistency(unit=[0, 1], verdict=[0, 3]),
         lambda: score_pair_agreement(verdict=[0, 1], score_a=[1.0], score_b=[1.0, 2.0]),
         lambda: preference_strength(pair=[0, 1], judge=[0], verdict=[0, 1]),
         lambda: preference_strength(pair=[0], judge=[0]),

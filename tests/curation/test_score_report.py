@@ -83,7 +83,6 @@ def test_a_judges_verdicts_against_its_own_scores_and_its_scores_against_the_hum
     judges = {row["judge"]: row for row in run.summary["machine_judges"]}
     good = judges["good-scorer"]
     assert good["score_pair_agreement"] == 1.0 and good["score_pair_rows"] == 72 and good["score_aspect"] == "aesthetic"
-    assert good["self_consistency"] == 1.0 and good["self_consistency_units"] == 36 and good["samples_per_unit"] == 2
     scores = {row["judge"]: row for row in run.summary["machine_scores"]["judges"]}
     assert scores["good-scorer"]["images"] == 24 and scores["good-scorer"]["plcc"] > 0.9
     assert scores["good-scorer"]["srcc"] > 0.9 and scores["noise-scorer"]["srcc"] < 0.5

@@ -2,7 +2,9 @@
 
 Replies come from `server.responder(request)` when set, else from the queue filled by
 `server.reply(...)`, else a 500 saying nothing was scripted. Every request is recorded, and the
-most requests ever in flight at once is kept in `max_in_flight`.
+most requests ever in flight at once is kept in `max_in_flight`. `request.repeat` counts the
+identical requests (same body) that came before it, so a responder can answer repeated identical
+questions differently, as a judge sampling at a temperature above 0 does (`alternating_verdicts`).
 """
 import base64
 import json
@@ -46,6 +48,7 @@ class ChatRequest:
     headers: dict  # lower-cased names
     body: dict | None
     received_at: float  # time.monotonic()
+    repeat: int = 0  # how many identical requests (same body) came before this one
 
     @property
     def content(self) -> list[dict]:
@@ -65,6 +68,15 @@ class ChatRequest:
         return [base64.b64decode(url.split(",", 1)[1]) for url in self.image_urls]
 
 
+def alternating_verdicts(request: ChatRequest) -> Reply:
+    """A responder for pair questions: every aspect asked gets "first" on the 1st, 3rd, 5th...
+    identical request and "second" on the 2nd, 4th...: a judge whose samples disagree."""
+    schema = request.body["response_format"]["json_schema"]["schema"]
+    choice = "first" if request.repeat % 2 == 0 else "second"
+    return Reply.chat(json.dumps({aspect: {"choice": choice, "rationale": f"try {request.repeat}"}
+                                  for aspect in schema["required"]}))
+
+
 class ChatServer:
     def __init__(self):
         self.requests: list[ChatRequest] = []
@@ -72,6 +84,7 @@ class ChatServer:
         self.responder: Callable[[ChatRequest], Reply] | None = None
         self.in_flight = 0
         self.max_in_flight = 0
+        self._seen: dict[bytes, int] = {}
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -115,6 +128,8 @@ class ChatServer:
                 request = ChatRequest(self.path, {k.lower(): v for k, v in self.headers.items()}, body,
                                       time.monotonic())
                 with server._lock:
+                    request.repeat = server._seen.get(raw, 0)
+                    server._seen[raw] = request.repeat + 1
                     server.requests.append(request)
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)

@@ -7,6 +7,7 @@ from annotation.services import membership_set
 from mlworkers import services
 from mlworkers.models import AutoAnnotationJob
 from tests.factories import UserFactory, prompts_with_all_pairs
+from tests.mlworkers.chat_server import alternating_verdicts
 
 pytestmark = pytest.mark.django_db
 Job = AutoAnnotationJob
@@ -132,3 +133,98 @@ def test_only_project_admins_launch_jobs(filled_project, judge, researcher, plat
     detail = admin_client.get(f"/api/v1/auto-jobs/{launched.json()['id']}/").json()
     assert detail["progress"] == {"done": 0, "failed": 0, "total": 0, "rate_per_s": 0.0, "seconds_left": None}
     assert researcher_client.get(f"/api/v1/auto-jobs/{launched.json()['id']}/").status_code == 404
+
+
+# --- k samples per pair ----------------------------------------------------------------------------
+
+def sampling_judge(name="sampler", temperature=0.7, base_url="http://127.0.0.1:9/v1"):
+    parameters = {"base_url": base_url, "max_retries": 0}
+    if temperature is not None:
+        parameters["temperature"] = temperature
+    return services.machine_annotator_create(name=name, backend="openai_chat", model_ref="tiny-judge",
+                                             parameters=parameters)
+
+
+@pytest.mark.parametrize("backend, parameters, kind, samples, reason", [
+    ("clipscore", {}, "score", 3, "backend clipscore gives the same answer every time"),
+    ("openai_chat", {"temperature": 0.7}, "score", 3, "several samples are for pairs jobs"),
+    ("openai_chat", {}, "pairs", 3, "at temperature 0 answers the same every time"),
+    ("openai_chat", {"temperature": 0}, "pairs", 3, "at temperature 0 answers the same every time"),
+    ("mllm_transformers", {}, "pairs", 3, "decodes greedily"),
+    ("mllm_transformers", {"do_sample": False}, "pairs", 3, "decodes greedily"),
+    ("openai_chat", {"temperature": 0.7}, "pairs", 17, "from 1 to 16"),
+    ("openai_chat", {"temperature": 0.7}, "pairs", 0, "from 1 to 16"),
+])
+def test_launching_samples_a_judge_cannot_give_is_refused_naming_samples(filled_project, backend, parameters, kind,
+                                                                         samples, reason):
+    if backend == "openai_chat":
+        parameters = {"base_url": "http://127.0.0.1:9/v1", **parameters}
+    annotator = services.machine_annotator_create(name="j", backend=backend, model_ref="m", parameters=parameters)
+
+    with pytest.raises(ValidationError) as refused:
+        services.auto_job_launch(project=filled_project, annotator=annotator, kind=kind, samples=samples)
+
+    assert list(refused.value.message_dict) == ["samples"] and reason in refused.value.message_dict["samples"][0]
+    assert not Job.objects.exists()
+
+
+def test_the_api_refuses_samples_of_a_greedy_judge_naming_samples(filled_project):
+    greedy = sampling_judge(temperature=None)
+    project_admin = UserFactory(username="pat")
+    membership_set(project=filled_project, user=project_admin, role="admin")
+    client = APIClient()
+    client.force_login(project_admin)
+
+    refused = client.post("/api/v1/projects/cats/auto-jobs/", {"machine_annotator": greedy.pk, "kind": "pairs",
+                                                               "samples": 3}, format="json")
+    too_many = client.post("/api/v1/projects/cats/auto-jobs/", {"machine_annotator": greedy.pk, "kind": "pairs",
+                                                                "samples": 40}, format="json")
+
+    assert refused.status_code == 400 and list(refused.json()["extra"]["fields"]) == ["samples"]
+    assert refused.json()["message"].startswith("Invalid input: samples: 3 samples would be 3 copies of one answer")
+    assert too_many.status_code == 400 and "samples" in too_many.json()["extra"]["fields"]
+
+
+def test_planning_counts_pairs_times_orders_times_samples_and_shrinks_chunks(filled_project, settings):
+    settings.AUTO_JOB_CHUNK_ITEMS = 7
+    job = services.auto_job_launch(project=filled_project, annotator=sampling_judge(), kind="pairs", samples=3)
+
+    chunks = services.auto_job_start(job_id=job.pk)
+
+    job.refresh_from_db()
+    assert job.samples == 3 and job.items_total == 15 * 2 * 3
+    assert [len(c) for c in chunks] == [3] * 5  # 7 // 3 = 2 pairs a chunk, but a prompt's 3 stay together
+
+
+def test_a_rerun_asks_only_the_pair_order_sample_keys_not_stored_and_writes_nothing_twice(imported, chat_server):
+    from annotation.models import Comparison, PreferenceJudgment
+
+    chat_server.responder = alternating_verdicts
+    judge = sampling_judge(base_url=chat_server.base_url)
+    first, finished = Comparison.objects.order_by("id")[:2]
+    stored = [(first, first.image_a, 0), (first, first.image_a, 2)]  # sample 1 of this order is missing
+    stored += [(first, first.image_b, s) for s in range(3)] + [(finished, left, s) for left in
+                                                               (finished.image_a, finished.image_b) for s in range(3)]
+    PreferenceJudgment.objects.bulk_create([PreferenceJudgment(
+        project=imported, source="machine", machine_annotator=judge, machine_version=judge.version, comparison=c,
+        aspect="aesthetic", choice="tie", left_image=left, sample=s, rationale="stored before") for c, left, s in stored])
+    job = services.auto_job_launch(project=imported, annotator=judge, kind="pairs", aspects=["aesthetic"], samples=3)
+
+    for chunk in services.auto_job_start(job_id=job.pk):
+        services.auto_job_run_chunk(job_id=job.pk, item_ids=chunk)
+
+    job.refresh_from_db()
+    assert job.status == "succeeded" and job.items_total == 5 * 2 * 3 and job.items_done == 30
+    assert len(chat_server.requests) == 30 - 5  # the pair left finished is not asked; 5 keys of `first` stored
+    rows = PreferenceJudgment.objects.filter(machine_annotator=judge)
+    assert rows.count() == 6 * 2 * 3
+    assert set(rows.filter(comparison=first, left_image=first.image_a).values_list("sample", flat=True)) == {0, 1, 2}
+    assert rows.filter(rationale="stored before").count() == len(stored)
+    for comparison in Comparison.objects.exclude(id__in=[first.id, finished.id]):  # the judge's samples differ
+        assert set(rows.filter(comparison=comparison).values_list("choice", flat=True)) == {"a", "b"}
+
+    services.auto_job_resume(job=job)
+    assert services.auto_job_start(job_id=job.pk) == []
+    job.refresh_from_db()
+    assert job.status == "succeeded" and job.message == "nothing left to annotate"
+    assert rows.count() == 36 and len(chat_server.requests) == 25

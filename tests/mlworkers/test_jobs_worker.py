@@ -1,5 +1,7 @@
 """Auto-annotation jobs end to end through a real Celery worker process."""
 import json
+import threading
+from collections import defaultdict
 
 import pytest
 from rest_framework.test import APIClient
@@ -9,7 +11,7 @@ from annotation.services import membership_set
 from mlworkers import services
 from tests.conftest import wait_for
 from tests.factories import UserFactory
-from tests.mlworkers.chat_server import Reply
+from tests.mlworkers.chat_server import Reply, alternating_verdicts
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
@@ -120,3 +122,46 @@ def test_mllm_job_stores_scores_and_both_pair_orders_from_a_tiny_qwen2_5_vl(cele
     for verdict in verdicts:  # "second" each time: the canonical side flips with the order
         comparison = verdict.comparison
         assert verdict.choice == ("b" if verdict.left_image_id == comparison.image_a_id else "a")
+
+
+def test_a_pair_job_with_three_samples_stores_three_differing_verdicts_per_key_and_resumes_without_duplicates(
+        celery_worker_process, imported, admin_client, chat_server):
+    judge = services.machine_annotator_create(name="sampler", backend="openai_chat", model_ref="judge",
+                                              parameters={"base_url": chat_server.base_url, "max_retries": 0,
+                                                          "temperature": 0.7})
+    broken = threading.Lock()
+    failures_left = [1]
+
+    def respond(request):  # the second answer to some question is prose, once
+        with broken:
+            if request.repeat == 1 and failures_left[0]:
+                failures_left[0] -= 1
+                return Reply.chat("Hard to say; maybe the first?")
+        return alternating_verdicts(request)
+
+    chat_server.responder = respond
+    job = launch_and_wait(admin_client, machine_annotator=judge.pk, kind="pairs", aspects=["aesthetic"],
+                          orders="both", samples=3)
+    failures = admin_client.get(f"/api/v1/auto-jobs/{job['id']}/failures/").json()["results"]
+
+    assert job["status"] == "succeeded" and job["samples"] == 3, job
+    assert job["progress"] == {**job["progress"], "total": 36, "done": 35, "failed": 1}
+    assert len(failures) == 1 and failures[0]["sample"] in (0, 1, 2) and "not JSON" in failures[0]["error"]
+    assert len(chat_server.requests) == 36 and all(r.body["temperature"] == 0.7 for r in chat_server.requests)
+
+    admin_client.post(f"/api/v1/auto-jobs/{job['id']}/resume/")
+    resumed = wait_for(lambda: finished_job(admin_client, job["id"]), what="the resumed job to finish")
+    admin_client.post(f"/api/v1/auto-jobs/{job['id']}/resume/")
+    again = wait_for(lambda: finished_job(admin_client, job["id"]), what="the second resume to finish")
+
+    assert resumed["status"] == again["status"] == "succeeded" and again["message"] == "nothing left to annotate"
+    assert len(chat_server.requests) == 37  # only the failed sample was asked again, then nothing
+    rows = list(PreferenceJudgment.objects.filter(machine_annotator=judge).values_list(
+        "comparison_id", "left_image_id", "aspect", "sample", "choice"))
+    assert len(rows) == len({row[:4] for row in rows}) == 6 * 2 * 3
+    samples, choices = defaultdict(set), defaultdict(set)
+    for comparison_id, left, aspect, sample, choice in rows:
+        samples[(comparison_id, left, aspect)].add(sample)
+        choices[(comparison_id, left, aspect)].add(choice)
+    assert len(samples) == 12 and all(s == {0, 1, 2} for s in samples.values())
+    assert all(c == {"a", "b"} for c in choices.values())  # the samples are the judge's, not one answer copied

@@ -201,6 +201,55 @@ def test_a_pair_shows_both_images_in_the_given_order_with_the_pair_prompt(judge_
     assert content[2]["text"] == pair_prompt("", PROMPTS[1], ASPECTS)
 
 
+# --- k samples -------------------------------------------------------------------------------------
+
+def test_k_samples_per_pair_are_sampled_parsed_and_tagged_and_the_wired_judge_agrees_with_itself(judge_dirs):
+    from curation.judge_samples import self_consistency
+
+    backend = judge(judge_dirs.pair_judge, do_sample=True, temperature=0.7, batch_size=8)
+    calls = []
+    generate = backend._model.generate
+    backend._model.generate = lambda **kw: calls.append(kw) or generate(**kw)
+
+    results = backend.judge_pairs([PairRequest(PROMPTS[0], A, B, ASPECTS, samples=(0, 1, 2)),
+                                   PairRequest(PROMPTS[2], C, D, ASPECTS[1:], samples=(2,))])
+
+    assert [(r.first_id, r.sample, r.aspect) for r in results] == [
+        (1, s, a.key) for s in (0, 1, 2) for a in ASPECTS] + [(3, 2, "fidelity")]
+    assert not any(r.failed for r in results)
+    assert [r.choice for r in results if r.aspect == "aesthetic"] == ["second"] * 3
+    assert len(calls) == 1 and len(calls[0]["input_ids"]) == 4  # one row per sample
+    assert calls[0]["do_sample"] is True and calls[0]["temperature"] == 0.7
+    codes = {"first": 0, "second": 1, "tie": 2}
+    verdicts = [codes[r.choice] for r in results[:6] if r.aspect == "aesthetic"]
+    assert self_consistency(query=[0, 0, 0], verdict=verdicts).agreement == 1.0
+
+
+def test_a_pairs_samples_are_split_over_batches_of_batch_size_generations(judge_dirs):
+    backend = judge(judge_dirs.pair_judge, do_sample=True, batch_size=4)
+    rows = []
+    generate = backend._model.generate
+    backend._model.generate = lambda **kw: rows.append(len(kw["input_ids"])) or generate(**kw)
+
+    results = backend.judge_pairs([PairRequest(PROMPTS[0], A, B, ASPECTS, samples=(0, 1, 2)),
+                                   PairRequest(PROMPTS[0], B, A, ASPECTS, samples=(0, 1, 2))])
+
+    assert rows == [3, 3] and len(results) == 12 and not any(r.failed for r in results)
+
+
+def test_several_samples_of_a_greedy_judge_are_a_backend_error(judge_dirs):
+    with pytest.raises(BackendError, match="do_sample"):
+        judge(judge_dirs.pair_judge).judge_pairs([PairRequest(PROMPTS[0], A, B, ASPECTS, samples=(0, 1))])
+
+
+@pytest.mark.parametrize("parameters, refused", [({}, True), ({"do_sample": False}, True),
+                                                 ({"do_sample": True, "temperature": 0.7}, False)])
+def test_only_do_sample_samples(parameters, refused):
+    refusal = backend_class("mllm_transformers").sampling_refusal(parameters)
+
+    assert bool(refusal) == refused and (not refused or "do_sample" in refusal)
+
+
 # --- failures ------------------------------------------------------------------------------------
 
 def test_a_random_judges_garbage_becomes_failures_with_raw_text_never_scores(judge_dirs):
@@ -324,6 +373,10 @@ def test_unknown_or_bad_parameters_are_refused_before_loading(tmp_path):
         judge(tmp_path / "nowhere", temprature=0.2)
     with pytest.raises(BackendError, match="image_source"):
         judge(tmp_path / "nowhere", image_source="thumbnail")
+    with pytest.raises(BackendError, match="do_sample must be true or false"):
+        judge(tmp_path / "nowhere", do_sample="yes")
+    with pytest.raises(BackendError, match="temperature must be above 0"):
+        judge(tmp_path / "nowhere", do_sample=True, temperature=0)
 
 
 def test_the_backend_is_registered_as_a_scorer_and_pair_judge():

@@ -11,7 +11,7 @@ from mlworkers.backends.base import Aspect, BackendError, ImageRef, PairRequest,
 from mlworkers.backends.openai_compat import OpenAIChatBackend
 from mlworkers.verdicts import pair_prompt, pair_schema, score_prompt, score_schema
 from tests.conftest import image_bytes
-from tests.mlworkers.chat_server import Reply
+from tests.mlworkers.chat_server import Reply, alternating_verdicts
 
 ASPECTS = [Aspect("aesthetic", "Aesthetic", "How beautiful is it?"), Aspect("fidelity", "Fidelity")]
 RED, BLUE = image_bytes((220, 20, 20)), image_bytes((20, 20, 220), fmt="JPEG")
@@ -206,6 +206,48 @@ def test_an_unreadable_pair_verdict_is_an_item_failure(chat_server):
 
     assert all(r.failed and "'left' is not first, second or tie" in r.error and r.raw for r in results)
     assert [(r.first_id, r.second_id) for r in results] == [(1, 2), (1, 2)]
+
+
+# --- k samples of a pair ----------------------------------------------------------------------------
+
+def test_k_samples_are_k_requests_through_the_bounded_pool_each_result_tagged_with_its_sample(chat_server):
+    chat_server.responder = lambda request: alternating_verdicts(request) if request.images[0] == RED else \
+        Reply.chat(json.dumps({a.key: {"choice": "tie", "rationale": "same"} for a in ASPECTS}), delay=0.05)
+    reads = []
+    backend = make_backend(chat_server, temperature=0.7, max_concurrency=2)
+    backend.read_bytes = lambda key: reads.append(key) or STORE[key]
+
+    results = backend.judge_pairs([PairRequest("a red square", RED_REF, BLUE_REF, ASPECTS, samples=(0, 1, 2)),
+                                   PairRequest("a red square", BLUE_REF, RED_REF, ASPECTS, samples=(1, 3))])
+
+    assert [(r.first_id, r.sample, r.aspect) for r in results] == [
+        (1, s, a.key) for s in (0, 1, 2) for a in ASPECTS] + [(2, s, a.key) for s in (1, 3) for a in ASPECTS]
+    red_first = [r.choice for r in results[:6] if r.aspect == "aesthetic"]
+    assert sorted(red_first) == ["first", "first", "second"]  # three answers, not one answer three times
+    assert [r.choice for r in results[6:]] == ["tie"] * 4 and not any(r.failed for r in results)
+    assert len(chat_server.requests) == 5 and chat_server.max_in_flight == 2
+    assert all(r.body["temperature"] == 0.7 and "n" not in r.body for r in chat_server.requests)
+    assert sorted(reads) == sorted(["images/red.png", "images/blue.jpg"] * 2)  # a request's images read once
+
+
+def test_a_failed_sample_is_a_failure_of_that_sample_only(chat_server):
+    chat_server.responder = lambda request: Reply.chat("Honestly, the first.") if request.repeat == 1 else \
+        alternating_verdicts(request)
+
+    results = make_backend(chat_server, temperature=0.7, max_concurrency=1).judge_pairs(
+        [PairRequest("p", RED_REF, BLUE_REF, ASPECTS, samples=(0, 1, 2))])
+
+    failed = {r.sample for r in results if r.failed}
+    assert len(failed) == 1 and len(results) == 6
+    assert all(r.raw == "Honestly, the first." and "not JSON" in r.error for r in results if r.failed)
+    assert all(r.choice == "first" for r in results if not r.failed)  # repeats 0 and 2
+
+
+@pytest.mark.parametrize("parameters, refused", [({}, True), ({"temperature": 0}, True), ({"temperature": 0.7}, False)])
+def test_only_a_temperature_above_zero_samples(parameters, refused):
+    refusal = OpenAIChatBackend.sampling_refusal({"base_url": "http://h/v1", **parameters})
+
+    assert bool(refusal) == refused and (not refused or "temperature" in refusal)
 
 
 # --- retries and whole-job errors -----------------------------------------------------------------

@@ -20,6 +20,7 @@ if (launchForm) {
       scope: data.get("scope"),
       aspects: data.getAll("aspects"),
       orders: data.get("orders"),
+      samples: Number(data.get("samples") || 1),
     };
     if (body.scope === "sample") body.sample_size = Number(data.get("sample_size"));
     try {
@@ -48,7 +49,9 @@ async function refreshFailures(url) {
   body.replaceChildren(
     ...page.results.map((failure) => {
       const row = document.createElement("tr");
-      const item = failure.image ? `image ${failure.image}` : `pair ${failure.comparison} (first: ${failure.first_image})`;
+      const item = failure.image
+        ? `image ${failure.image}`
+        : `pair ${failure.comparison} (first: ${failure.first_image}, sample ${failure.sample})`;
       for (const text of [item, failure.aspect, failure.error, failure.raw.slice(0, 300)]) {
         const cell = document.createElement("td");
         cell.textContent = text;
