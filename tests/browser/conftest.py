@@ -4,6 +4,7 @@ Without a Chromium these tests skip on a developer machine, and fail under CI (C
 """
 import os
 import shutil
+import time
 
 import pytest
 
@@ -49,12 +50,21 @@ def page(chromium):
     page = context.new_page()
     page.set_default_timeout(15_000)
     log = []
+    in_flight = set()
+    page.on("request", lambda r: in_flight.add(r) if "/api/" in r.url else None)
+    page.on("requestfinished", lambda r: in_flight.discard(r))
+    page.on("requestfailed", lambda r: in_flight.discard(r))
     page.on("console", lambda m: log.append(f"console {m.type}: {m.text}"))
     page.on("response", lambda r: log.append(f"{r.status} {r.request.method} {r.url}") if "/api/" in r.url else None)
     page.on("requestfailed", lambda r: log.append(f"FAILED {r.method} {r.url} {r.failure}"))
     yield page
     if os.environ.get("BROWSER_LOG"):
         print("\n".join(log[-60:]))
+    # Let requests the page still has in flight (the workspace's background queue) finish before the
+    # database is flushed: a submit that the live server is still writing deadlocks the flush's TRUNCATE.
+    deadline = time.monotonic() + 5
+    while in_flight and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
     context.close()
 
 
