@@ -74,6 +74,9 @@ class DatasetExport(models.Model):
     message = models.TextField(blank=True)
     rows_total = models.PositiveBigIntegerField(default=0)
     rows_done = models.PositiveBigIntegerField(default=0)
+    heartbeat_at = models.DateTimeField(null=True, blank=True,
+                                        help_text="Last sign of life of the build; a long-silent running export "
+                                                  "was orphaned by a dead worker and may be taken over.")
     manifest = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from curation.exports.card import card_bytes, manifest_build, manifest_bytes
@@ -116,6 +118,9 @@ def dataset_export_cancel(*, export: DatasetExport) -> DatasetExport:
     return export
 
 
+# Longer than any pause between two progress writes (a row group of images read from S3 included).
+ORPHANED_AFTER = timedelta(minutes=10)
+
 _WHAT = {"pickapic": "human pairwise judgments on this aspect", "trl": "decided pairs",
          "visionprefer": "aspect scores from this source", "pamela": "personal ratings"}
 
@@ -134,17 +139,22 @@ class _Progress:
         if now - self.last < 0.5:
             return
         self.last = now
-        DatasetExport.objects.filter(pk=self.export_id).update(rows_done=self.done)
+        DatasetExport.objects.filter(pk=self.export_id).update(rows_done=self.done, heartbeat_at=timezone.now())
         status = DatasetExport.objects.filter(pk=self.export_id).values_list("status", flat=True).first()
         if status == DatasetExport.Status.CANCELLING:
             raise ExportCancelled()
 
 
 def dataset_export_build(*, export_id: int, on_total=None, on_rows=None) -> DatasetExport:
-    """Write the export (safe to call twice: only a pending export is built). `on_total` and
-    `on_rows` let a command line show progress."""
-    claimed = DatasetExport.objects.filter(pk=export_id, status=DatasetExport.Status.PENDING).update(
-        status=DatasetExport.Status.RUNNING, started_at=timezone.now(), message="")
+    """Write the export. Safe to call twice: only a pending export, or a running one whose build
+    has been silent for ORPHANED_AFTER, is built. `on_total` and `on_rows` let a command line
+    show progress."""
+    now = timezone.now()
+    # A pending export, or a running one whose build went silent: its worker died, and the broker
+    # delivered the task again (tasks are acknowledged late). Writing restarts from nothing.
+    orphaned = Q(status=DatasetExport.Status.RUNNING, heartbeat_at__lt=now - ORPHANED_AFTER)
+    claimed = DatasetExport.objects.filter(Q(status=DatasetExport.Status.PENDING) | orphaned, pk=export_id).update(
+        status=DatasetExport.Status.RUNNING, started_at=now, heartbeat_at=now, message="", rows_done=0)
     export = DatasetExport.objects.select_related("project", "filter_run").get(pk=export_id)
     if not claimed:
         return export

@@ -207,3 +207,30 @@ def test_a_failed_s3_export_deletes_what_it_had_uploaded(data, s3_settings):
     assert export.status == "failed" and "missing from storage" in export.message
     listing = s3_settings.client.list_objects_v2(Bucket=s3_settings.bucket, Prefix="datasets/broken/")
     assert listing.get("KeyCount", 0) == 0
+
+
+def test_an_export_orphaned_by_a_dead_worker_is_taken_over_when_its_task_comes_again(data, tmp_path):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    created = dataset_export_create(project=data.project, format="trl", destination=str(tmp_path / "out"),
+                                    filter_run=data.run, anywhere=True, enqueue=False)
+    DatasetExport.objects.filter(pk=created.pk).update(status="running", rows_done=3,
+                                                       heartbeat_at=timezone.now() - timedelta(hours=1))
+
+    export = dataset_export_build(export_id=created.pk)
+
+    assert export.status == "succeeded" and (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_a_running_export_with_a_live_build_is_not_built_twice(data, tmp_path):
+    from django.utils import timezone
+
+    created = dataset_export_create(project=data.project, format="trl", destination=str(tmp_path / "out"),
+                                    filter_run=data.run, anywhere=True, enqueue=False)
+    DatasetExport.objects.filter(pk=created.pk).update(status="running", heartbeat_at=timezone.now())
+
+    export = dataset_export_build(export_id=created.pk)
+
+    assert export.status == "running" and not (tmp_path / "out").exists()
