@@ -8,7 +8,6 @@ import io
 import json
 import tarfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -21,26 +20,20 @@ from curation.exports.tables import Table
 EXTENSIONS = {"parquet": "parquet", "jsonl": "jsonl", "webdataset": "tar"}
 
 
-@dataclass
-class Shard:
-    path: str  # relative to the dataset's root
-    rows: int
-    config: str
-    split: str
-
-
 def shard_glob(container: str, table: Table) -> str:
     return f"data/{table.config}/{table.split}-*.{EXTENSIONS[container]}"
 
 
 class ShardWriter:
-    """Rolls over to a new shard every `shard_rows` rows; subclasses write one shard's file."""
+    """Rolls over to a new shard every `shard_rows` rows; subclasses write one shard's file.
+    `on_file(relative, rows=, config=, split=)` is called with every file finished under `root`:
+    each shard, and each image file of the JSONL container (without rows, config or split)."""
 
     def __init__(self, *, root: Path, table: Table, schema: pa.Schema, shard_rows: int, group_rows: int,
-                 on_shard):
+                 on_file):
         self.root, self.table, self.schema = root, table, schema
         self.shard_rows, self.group_rows = shard_rows, group_rows
-        self.on_shard = on_shard  # called with each finished Shard
+        self.on_file = on_file
         self.index = 0
         self.rows_in_shard = 0
         self.shard_path: str | None = None
@@ -68,8 +61,7 @@ class ShardWriter:
 
     def _finish_shard(self) -> None:
         self.finish()
-        self.on_shard(Shard(path=self.shard_path, rows=self.rows_in_shard, config=self.table.config,
-                            split=self.table.split))
+        self.on_file(self.shard_path, rows=self.rows_in_shard, config=self.table.config, split=self.table.split)
         self.index += 1
         self.rows_in_shard = 0
         self.shard_path = None
@@ -124,12 +116,9 @@ class ParquetShardWriter(ShardWriter):
         self._writer.close()
 
 
-class _ImageFiles:
-    """Image bytes written once each as files named by their sha256, for the file containers."""
-
-    @staticmethod
-    def name(data: bytes) -> str:
-        return f"{hashlib.sha256(data).hexdigest()}.{image_extension(data)}"
+def _image_file_name(data: bytes) -> str:
+    """Image files of the file containers are named by their content, so each is written once."""
+    return f"{hashlib.sha256(data).hexdigest()}.{image_extension(data)}"
 
 
 def _json_value(value):
@@ -140,18 +129,26 @@ def _json_value(value):
     return value
 
 
+def _json_field(value):
+    return [_json_value(v) for v in value] if isinstance(value, list) else _json_value(value)
+
+
+def _image_bytes(value, column) -> list[bytes]:
+    """The encoded images of one cell: raw bytes, or HF Image structs, one or a list."""
+    return [v["bytes"] if isinstance(v, dict) else v for v in (value if column.many else [value])]
+
+
 def _rows(batch: pa.RecordBatch, table: Table, store_image) -> Iterator[dict]:
-    """The batch's rows as JSON-ready dicts, image bytes replaced by what `store_image` returns."""
-    image_names = {c.name: c for c in table.images}
+    """The batch's rows as JSON-ready dicts, each image replaced by what `store_image(bytes)` returns."""
+    image_columns = {c.name: c for c in table.images}
     for row in batch.to_pylist():
         out = {}
         for name, value in row.items():
-            column = image_names.get(name)
+            column = image_columns.get(name)
             if column is None:
-                out[name] = [_json_value(v) for v in value] if isinstance(value, list) else _json_value(value)
+                out[name] = _json_field(value)
                 continue
-            values = value if column.many else [value]
-            stored = [store_image(v["bytes"] if isinstance(v, dict) else v, name, i) for i, v in enumerate(values)]
+            stored = [store_image(data) for data in _image_bytes(value, column)]
             out[name] = stored if column.many else stored[0]
         yield out
 
@@ -166,23 +163,23 @@ class JsonlShardWriter(ShardWriter):
 
     container = "jsonl"
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._images_written: set[str] = set()
+
     def open(self, path):
         self._file = open(path, "w", encoding="utf-8", newline="\n")
-        self._images_written: set[str] = getattr(self, "_images_written", set())
 
-    def _store(self, data: bytes, column: str, index: int) -> str:
-        name = _ImageFiles.name(data)
+    def _store(self, data: bytes) -> str:
+        name = _image_file_name(data)
         relative = f"images/{name[:2]}/{name}"
         if name not in self._images_written:
             target = self.root / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
             self._images_written.add(name)
-            self.on_image(relative)
+            self.on_file(relative)
         return relative
-
-    def on_image(self, relative: str) -> None:
-        pass
 
     def append(self, batch):
         for row in _rows(batch, self.table, self._store):
@@ -200,9 +197,12 @@ class WebDatasetShardWriter(ShardWriter):
 
     container = "webdataset"
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._sample = 0  # sample keys run on across shards
+
     def open(self, path):
         self._tar = tarfile.open(path, "w", format=tarfile.USTAR_FORMAT)
-        self._sample = getattr(self, "_sample", 0)
 
     def _add(self, name: str, data: bytes) -> None:
         info = tarfile.TarInfo(name)
@@ -211,22 +211,18 @@ class WebDatasetShardWriter(ShardWriter):
         self._tar.addfile(info, io.BytesIO(data))
 
     def append(self, batch):
-        for row in _rows(batch, self.table, lambda data, column, index: (data, column, index)):
+        image_columns = {c.name: c for c in self.table.images}
+        for row in batch.to_pylist():
             key = f"{self._sample:09d}"
-            fields, files = {}, []
-            for name, value in row.items():
-                stored = value if isinstance(value, list) and value and isinstance(value[0], tuple) else \
-                    [value] if isinstance(value, tuple) else None
-                if stored is None:
-                    fields[name] = value
-                    continue
-                many = isinstance(value, list)
-                for data, column, index in stored:
-                    suffix = f"{column}_{index}" if many else column
-                    files.append((f"{key}.{suffix}.{image_extension(data)}", data))
+            fields = {name: _json_field(value) for name, value in row.items() if name not in image_columns}
             self._add(f"{key}.json", _dumps(fields).encode())
-            for name, data in files:
-                self._add(name, data)
+            for name, value in row.items():
+                column = image_columns.get(name)
+                if column is None:
+                    continue
+                for index, data in enumerate(_image_bytes(value, column)):
+                    suffix = f"{name}_{index}" if column.many else name
+                    self._add(f"{key}.{suffix}.{image_extension(data)}", data)
             self._sample += 1
 
     def finish(self):

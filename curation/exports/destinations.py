@@ -18,6 +18,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from annotation.image_sources import s3_client
 from curation.exports.errors import ExportError
 from curation.exports.options import Destination
 
@@ -84,19 +85,16 @@ class LocalFolder:
 
 class S3Prefix:
     def __init__(self, destination: Destination, export_id: int):
-        import boto3
         from boto3.s3.transfer import TransferConfig
 
-        self.bucket, self.prefix = destination.bucket, destination.prefix
-        self.client = boto3.client(
-            "s3", endpoint_url=settings.AWS_S3_ENDPOINT_URL, region_name=settings.AWS_S3_REGION_NAME,
-            aws_access_key_id=settings.AWS_ACCESS_KEY_ID, aws_secret_access_key=settings.AWS_SECRET_ACCESS_KEY)
+        self.destination, self.bucket = destination, destination.bucket
+        self.client = s3_client()
         self.transfer = TransferConfig(multipart_threshold=64 * _MB, multipart_chunksize=64 * _MB, max_concurrency=4)
         self.staging = Path(settings.EXPORT_STAGING_DIR) / f"export-{export_id}"
         self.uploaded: list[str] = []
 
     def key(self, relative: str) -> str:
-        return f"{self.prefix}/{relative}" if self.prefix else relative
+        return self.destination.key(relative)
 
     def check(self) -> None:
         from botocore.exceptions import ClientError, EndpointConnectionError

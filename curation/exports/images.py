@@ -71,8 +71,9 @@ class ImageSource:
         except (FileNotFoundError, OSError) as exc:
             raise ExportError(f"image {uid or key} is missing from storage (key {key}): "
                               f"{exc.__class__.__name__}") from exc
-        except Exception as exc:  # boto3's ClientError for a missing S3 object, among others
-            if "NoSuchKey" in str(exc) or "404" in str(exc) or "Not Found" in str(exc):
+        except Exception as exc:  # botocore's ClientError for a missing S3 object
+            code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code")
+            if code in ("404", "NoSuchKey", "NotFound"):
                 raise ExportError(f"image {uid or key} is missing from storage (key {key})") from exc
             raise
 

@@ -103,6 +103,10 @@ class Destination:
     def is_s3(self) -> bool:
         return bool(self.bucket)
 
+    def key(self, relative: str) -> str:
+        """The S3 key of a file of the dataset, under the prefix."""
+        return f"{self.prefix}/{relative}" if self.prefix else relative
+
 
 def destination_parse(raw: str) -> Destination:
     raw = (raw or "").strip()

@@ -4,7 +4,6 @@ canonical order; uids are the images' sha256."""
 from __future__ import annotations
 
 import pyarrow as pa
-from django.core.exceptions import ValidationError
 
 from curation.exports.options import ExportOptions
 from curation.exports.sources import epoch_us, live_human, pseudonym, pseudonyms_ensure, scalar, stream, timestamp
@@ -43,11 +42,14 @@ PICKAPIC_COLUMNS = {
 }
 
 
+# The columns `convert` gives a Pick-a-Pic row (both row kinds), image keys last.
+_PICKAPIC_BATCH = ["caption", "label_0", "label_1", "has_label", "are_different", "best_image_uid", "image_0_uid",
+                   "image_1_uid", "model_0", "model_1", "user_id", "ranking_id", "created_at", "aspect",
+                   "num_judgments", "confidence", "_key_0", "_key_1"]
+
+
 def pickapic_tables(*, project, run: FilterRun | None, options: ExportOptions) -> list[Table]:
-    if options.rows == "consensus":
-        if run is None:
-            raise ValidationError({"filter_run": "pickapic consensus rows need a filter run (or options.rows = "
-                                                 "judgments for one row per human judgment)"})
+    if options.rows == "consensus":  # a filter run is named (checked by the export service)
         return [_pickapic_consensus(run, options)]
     return [_pickapic_judgments(project, run, options)]
 
@@ -76,11 +78,9 @@ def _pickapic_consensus(run: FilterRun, options: ExportOptions) -> Table:
         return (caption, label_0, label_1, True, uid_0 != uid_1, best, uid_0, uid_1, model_0, model_1, None,
                 comparison_id, timestamp(created_at), aspect, n, confidence, key_0, key_1)
 
-    names = ["caption", "label_0", "label_1", "has_label", "are_different", "best_image_uid", "image_0_uid",
-             "image_1_uid", "model_0", "model_1", "user_id", "ranking_id", "created_at", "aspect", "num_judgments",
-             "confidence", "_key_0", "_key_1"]
     return Table(config="default", split="train", fields=PICKAPIC_FIELDS, images=PICKAPIC_IMAGES, count=count,
-                 batches=lambda: column_batches(stream(sql, [run.project_id, aspect, run.pk]), names, convert),
+                 batches=lambda: column_batches(stream(sql, [run.project_id, aspect, run.pk]), _PICKAPIC_BATCH,
+                                                convert),
                  description=PICKAPIC_COLUMNS)
 
 
@@ -111,11 +111,9 @@ def _pickapic_judgments(project, run: FilterRun | None, options: ExportOptions) 
         return (caption, label_0, label_1, True, uid_0 != uid_1, best, uid_0, uid_1, model_0, model_1,
                 pseudonym(person), judgment_id, timestamp(created_at), aspect, 1, None, key_0, key_1)
 
-    names = ["caption", "label_0", "label_1", "has_label", "are_different", "best_image_uid", "image_0_uid",
-             "image_1_uid", "model_0", "model_1", "user_id", "ranking_id", "created_at", "aspect", "num_judgments",
-             "confidence", "_key_0", "_key_1"]
     return Table(config="default", split="train", fields=PICKAPIC_FIELDS, images=PICKAPIC_IMAGES, count=count,
-                 batches=lambda: column_batches(stream(sql, params), names, convert), description=PICKAPIC_COLUMNS)
+                 batches=lambda: column_batches(stream(sql, params), _PICKAPIC_BATCH, convert),
+                 description=PICKAPIC_COLUMNS)
 
 
 def excluded_rater_ids(run: FilterRun) -> list[int]:
@@ -142,9 +140,8 @@ TRL_COLUMNS = {
 
 
 def trl_tables(*, project, run: FilterRun | None, options: ExportOptions) -> list[Table]:
-    """A filter run's kept pairs with a side chosen (ties have no chosen image)."""
-    if run is None:
-        raise ValidationError({"filter_run": "trl rows are a filter run's consensus pairs: name a filter run"})
+    """A filter run's kept pairs with a side chosen (ties have no chosen image); `run` is named
+    (checked by the export service)."""
     aspect = run.rules.get("aspect", "overall")
     where = "v.run_id = %s AND v.keep AND v.consensus IN ('a', 'b')"
     sql = (f"SELECT v.id, v.consensus, v.confidence, v.strength, {_PAIR_COLUMNS} "

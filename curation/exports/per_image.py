@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from itertools import combinations
 
 import pyarrow as pa
-from django.core.exceptions import ValidationError
 
 from annotation.models import MachineAnnotator
 from curation.exports.options import ExportOptions
@@ -29,10 +28,7 @@ class _Scores:
         self.aspects = aspects
         self.machine = None
         if source != "human":
-            self.machine = MachineAnnotator.objects.filter(name=source).first()
-            if self.machine is None:
-                raise ValidationError({"options": f"source: no machine annotator named {source!r} "
-                                                  f"(use human or a machine annotator's name)"})
+            self.machine = MachineAnnotator.objects.get(name=source)  # checked by the export service
         marks = ", ".join(["%s"] * len(aspects))
         if self.machine is None:
             self.select = (f"SELECT s.image_id, s.aspect, AVG(s.value), NULL FROM annotation_aspectscore s "
@@ -88,11 +84,7 @@ class _Scores:
 
 
 def visionprefer_tables(*, project, run: FilterRun | None, options: ExportOptions) -> list[Table]:
-    aspects = options.aspects or project.aspect_keys
-    unknown = [a for a in aspects if a not in project.aspect_keys]
-    if unknown:
-        raise ValidationError({"options": f"aspects: {', '.join(unknown)} not among the project's aspects "
-                                          f"({', '.join(project.aspect_keys)})"})
+    aspects = options.aspects or project.aspect_keys  # known to the project (checked by the export service)
     scores = _Scores(project, options.source, aspects)
     source_name = scores.machine.name if scores.machine else "human consensus (mean score)"
 

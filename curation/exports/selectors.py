@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rest_framework.exceptions import NotFound
 
+from annotation.image_sources import s3_client
 from annotation.selectors import MANAGER_ROLES, project_role
 from curation.exports.options import destination_parse
 from curation.models import DatasetExport
@@ -31,15 +32,6 @@ def dataset_export_files(*, export: DatasetExport) -> list[dict]:
     return files + [{"path": "manifest.json", "bytes": None, "rows": None, "sha256": None}]
 
 
-def _s3_client():
-    import boto3
-    from django.conf import settings
-
-    return boto3.client("s3", endpoint_url=settings.AWS_S3_ENDPOINT_URL, region_name=settings.AWS_S3_REGION_NAME,
-                        aws_access_key_id=settings.AWS_ACCESS_KEY_ID,
-                        aws_secret_access_key=settings.AWS_SECRET_ACCESS_KEY)
-
-
 def dataset_export_file_open(*, export: DatasetExport, path: str):
     """An open local file, or a signed URL for a file on S3; None when the export lists no such
     file (only listed paths are served, so no path can leave the dataset)."""
@@ -47,9 +39,8 @@ def dataset_export_file_open(*, export: DatasetExport, path: str):
         return None
     destination = destination_parse(export.destination)
     if destination.is_s3:
-        key = f"{destination.prefix}/{path}" if destination.prefix else path
-        return _s3_client().generate_presigned_url("get_object", Params={"Bucket": destination.bucket, "Key": key},
-                                                   ExpiresIn=3600)
+        return s3_client().generate_presigned_url(
+            "get_object", Params={"Bucket": destination.bucket, "Key": destination.key(path)}, ExpiresIn=3600)
     try:
         return open(Path(destination.path) / path, "rb")
     except FileNotFoundError:
@@ -59,8 +50,7 @@ def dataset_export_file_open(*, export: DatasetExport, path: str):
 def _chunks(export: DatasetExport, path: str) -> tuple[int, Iterator[bytes]]:
     destination = destination_parse(export.destination)
     if destination.is_s3:
-        key = f"{destination.prefix}/{path}" if destination.prefix else path
-        body = _s3_client().get_object(Bucket=destination.bucket, Key=key)
+        body = s3_client().get_object(Bucket=destination.bucket, Key=destination.key(path))
         return body["ContentLength"], body["Body"].iter_chunks(_CHUNK)
     local = Path(destination.path) / path
 

@@ -46,18 +46,7 @@ def dataset_export_create(*, project, format: str, container: str = "parquet", d
     if container not in CONTAINERS:
         raise ValidationError({"container": f"unknown container {container!r}; known: {', '.join(CONTAINERS)}"})
     checked = ExportOptions.from_json(options, export_format=format)
-    if filter_run is not None:
-        if filter_run.project_id != project.pk:
-            raise ValidationError({"filter_run": f"filter run {filter_run.pk} belongs to another project"})
-        if filter_run.status != FilterRun.Status.SUCCEEDED:
-            raise ValidationError({"filter_run": f"filter run {filter_run.pk} has not succeeded "
-                                                 f"(it is {filter_run.status})"})
-    if format == "trl" and filter_run is None:
-        raise ValidationError({"filter_run": "trl rows are a filter run's consensus pairs: name a filter run"})
-    if format == "pickapic" and checked.rows == "consensus" and filter_run is None:
-        raise ValidationError({"filter_run": "pickapic consensus rows need a filter run (or options.rows = "
-                                             "judgments for one row per human judgment)"})
-    _check_against_project(project, format, checked)
+    _check_inputs(project, format, checked, filter_run)
     export = DatasetExport.objects.create(project=project, format=format, container=container, destination="",
                                           filter_run=filter_run, options=checked.as_json(), created_by=created_by)
     export.destination = _destination_for(export, destination, anywhere=anywhere)
@@ -69,9 +58,22 @@ def dataset_export_create(*, project, format: str, container: str = "parquet", d
     return export
 
 
-def _check_against_project(project, format: str, options: ExportOptions) -> None:
+def _check_inputs(project, format: str, options: ExportOptions, filter_run: FilterRun | None) -> None:
+    """What the format needs of the project and filter run; checked when the export is asked for
+    and again when it is built (the project's aspects or annotators may have changed between)."""
     from annotation.models import MachineAnnotator
 
+    if filter_run is not None:
+        if filter_run.project_id != project.pk:
+            raise ValidationError({"filter_run": f"filter run {filter_run.pk} belongs to another project"})
+        if filter_run.status != FilterRun.Status.SUCCEEDED:
+            raise ValidationError({"filter_run": f"filter run {filter_run.pk} has not succeeded "
+                                                 f"(it is {filter_run.status})"})
+    if format == "trl" and filter_run is None:
+        raise ValidationError({"filter_run": "trl rows are a filter run's consensus pairs: name a filter run"})
+    if format == "pickapic" and options.rows == "consensus" and filter_run is None:
+        raise ValidationError({"filter_run": "pickapic consensus rows need a filter run (or options.rows = "
+                                             "judgments for one row per human judgment)"})
     known = ["overall", *project.aspect_keys]
     if format == "pickapic" and options.aspect not in known:
         raise ValidationError({"options": f"aspect: {options.aspect!r} is not an aspect of this project "
@@ -201,6 +203,7 @@ def _finish(export, status, progress, message, *, manifest=None) -> DatasetExpor
 
 def _write(export: DatasetExport, destination, progress: _Progress, on_total) -> dict:
     options = ExportOptions.from_json(export.options, export_format=export.format)
+    _check_inputs(export.project, export.format, options, export.filter_run)
     tables = FORMAT_TABLES[export.format](project=export.project, run=export.filter_run, options=options)
     total = sum(t.count for t in tables)
     DatasetExport.objects.filter(pk=export.pk).update(rows_total=total)
@@ -222,8 +225,8 @@ def _write(export: DatasetExport, destination, progress: _Progress, on_total) ->
         destination.file_done(relative)
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-finish") as finisher:
-        def done(relative: str, *, count=None, config=None, split=None):
-            entry = {"path": relative, "rows": count, **({"config": config, "split": split} if config else {})}
+        def done(relative: str, *, rows=None, config=None, split=None):
+            entry = {"path": relative, "rows": rows, **({"config": config, "split": split} if config else {})}
             files.append(entry)
             pending.append(finisher.submit(finish, relative, entry))
             while len(pending) > 4:  # the writer stays at most a few files ahead of the finisher
@@ -253,8 +256,7 @@ def _write_tables(export, tables, options, root, schemas, rows, source, progress
         schema = schemas[(table.config, table.split)] = table.schema(embed=options.embed)
         writer = WRITERS[export.container](
             root=root, table=table, schema=schema, shard_rows=options.shard_rows, group_rows=options.group_rows,
-            on_shard=lambda s: done(s.path, count=s.rows, config=s.config, split=s.split))
-        writer.on_image = done
+            on_file=done)
         written = 0
         step = options.group_rows if options.embed else None
         for batch in table.batches():

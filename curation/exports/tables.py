@@ -56,13 +56,13 @@ class Table:
     description: dict[str, str] | None = None  # column -> what it holds, for the dataset card
 
     def schema(self, *, embed: bool) -> pa.Schema:
-        image_names = {c.name for c in self.images}
+        image_columns = {c.name: c for c in self.images}
         url_names = {c.url: c for c in self.images}
         out = []
         for name, dtype in self.fields:
-            if name in image_names:
+            if name in image_columns:
                 if embed:
-                    out.append(pa.field(name, next(c for c in self.images if c.name == name).arrow_type))
+                    out.append(pa.field(name, image_columns[name].arrow_type))
             elif name in url_names:
                 out.append(pa.field(name, url_names[name].url_type))
             else:
