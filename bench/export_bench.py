@@ -48,8 +48,12 @@ def seed_pairs(*, slug: str, pairs: int, distinct_images: int = 0, media_root: P
             "SELECT %s, c.id, true, CASE WHEN c.id %% 2 = 0 THEN 'a' ELSE 'b' END, 0.9, '[]' "
             "FROM annotation_comparison c WHERE c.project_id = %s ORDER BY c.id", [run.id, project.id])
         if distinct_images:
-            cursor.execute("UPDATE annotation_image SET storage_key = 'bench/' || (id %% %s) || '.jpg' "
-                           "WHERE project_id = %s", [distinct_images, project.id])
+            # Files in prompt order, so a prompt's 4 images are 4 different files whatever order the
+            # image rows were inserted in (ids alone can put two of a prompt's images on one file).
+            cursor.execute("UPDATE annotation_image i SET storage_key = 'bench/' || (x.n %% %s) || '.jpg' "
+                           "FROM (SELECT id, row_number() OVER (ORDER BY prompt_id, id) - 1 AS n "
+                           "FROM annotation_image WHERE project_id = %s) x WHERE x.id = i.id",
+                           [distinct_images, project.id])
         cursor.execute("ANALYZE")
     if distinct_images:
         _write_jpegs(media_root / "bench", distinct_images)
