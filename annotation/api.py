@@ -15,9 +15,21 @@ from rest_framework.views import APIView
 from annotation import selectors, services
 from annotation.api_support import ERRORS, ErrorSerializer
 from annotation.models import (
-    ArtifactFlag, AspectScore, Comparison, Image, ImportJob, ImportLineError, Membership, PersonalRating,
-    PreferenceJudgment, Project, Prompt, TaskType,
+    ArtifactFlag,
+    AspectScore,
+    Comparison,
+    Image,
+    ImportJob,
+    ImportLineError,
+    Membership,
+    PersonalRating,
+    PreferenceJudgment,
+    Project,
+    Prompt,
+    TaskType,
 )
+from core.api import JOB_FIELDS, JobSerializer
+from core.jobs import job_cancel
 
 
 class ListApi(generics.GenericAPIView):
@@ -306,14 +318,13 @@ class ComparisonListApi(ProjectScopedListApi):
 
 # --- imports ------------------------------------------------------------------------------
 
-class ImportJobOutputSerializer(serializers.ModelSerializer):
+class ImportJobOutputSerializer(JobSerializer):
     project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
 
     class Meta:
         model = ImportJob
-        fields = ["id", "project", "status", "message", "images_root", "max_pairs_per_prompt", "lines_total",
-                  "lines_done", "images_created", "duplicates", "rejected", "prompts_created", "comparisons_created",
-                  "created_at", "started_at", "finished_at"]
+        fields = ["id", "project", "images_root", "max_pairs_per_prompt", "lines_total", "lines_done",
+                  "images_created", "duplicates", "rejected", "prompts_created", "comparisons_created", *JOB_FIELDS]
 
 
 class ImportJobInputSerializer(serializers.Serializer):
@@ -359,6 +370,13 @@ class ImportJobDetailApi(APIView):
     @extend_schema(operation_id="imports_retrieve", responses={200: ImportJobOutputSerializer, **ERRORS})
     def get(self, request, job_id):
         return Response(ImportJobOutputSerializer(selectors.import_job_get_for_user(user=request.user, job_id=job_id)).data)
+
+
+class ImportJobCancelApi(APIView):
+    @extend_schema(operation_id="imports_cancel", request=None, responses={200: ImportJobOutputSerializer, **ERRORS})
+    def post(self, request, job_id):
+        job = selectors.import_job_get_for_user(user=request.user, job_id=job_id)
+        return Response(ImportJobOutputSerializer(job_cancel(job=job)).data)
 
 
 @_list_schema("imports_errors_list", ImportLineErrorSerializer)

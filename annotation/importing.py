@@ -24,7 +24,6 @@ from annotation.image_files import ImageCheckError, StoredImage, check_and_store
 from annotation.image_sources import ImageSourceError, SourcePolicy, read_image_source
 from annotation.models import Comparison, Image, Project, Prompt, text_digest
 
-CHUNK_LINES = 10000
 READ_THREADS = 4
 _BIGINT = 2**63
 ALLOWED_KEYS = {"prompt", "image", "generator", "seed", "category", "meta", "external_id"}
@@ -164,26 +163,37 @@ def manifest_import(
     policy: SourcePolicy,
     max_pairs_per_prompt: int | None = None,
     on_chunk: Callable[[ImportSummary, list[LineError]], None] | None = None,
+    before_chunk: Callable[[], None] | None = None,
     resolver: ImageResolver | None = None,
+    skip_lines: int = 0,
+    summary: ImportSummary | None = None,
 ) -> ImportSummary:
     """Import every good line of a manifest into `project`; returns counts and per-line errors.
 
-    `on_chunk(summary, new_errors)` is called after each committed chunk (progress, job state).
+    `on_chunk(summary, new_errors)` is called inside each chunk's transaction, after its writes
+    (progress and job state commit with the chunk, or not at all). `before_chunk()` is called
+    before each chunk is read (a checkpoint: it may raise to stop). The first `skip_lines`
+    non-blank lines are skipped (they were imported by an earlier, interrupted run whose counts
+    `summary` carries on).
     """
-    summary = ImportSummary()
+    summary = summary or ImportSummary()
     resolver = resolver or ImageResolver(policy)
     chunk: list[tuple[int, str]] = []
-    for numbered in iter_numbered_lines(lines):
+    for index, numbered in enumerate(iter_numbered_lines(lines)):
+        if index < skip_lines:
+            continue
         chunk.append(numbered)
-        if len(chunk) >= CHUNK_LINES:
-            _import_chunk(project, chunk, resolver, max_pairs_per_prompt, summary, on_chunk)
+        if len(chunk) >= settings.IMPORT_CHUNK_LINES:
+            _import_chunk(project, chunk, resolver, max_pairs_per_prompt, summary, on_chunk, before_chunk)
             chunk = []
     if chunk:
-        _import_chunk(project, chunk, resolver, max_pairs_per_prompt, summary, on_chunk)
+        _import_chunk(project, chunk, resolver, max_pairs_per_prompt, summary, on_chunk, before_chunk)
     return summary
 
 
-def _import_chunk(project, chunk, resolver, max_pairs, summary, on_chunk):
+def _import_chunk(project, chunk, resolver, max_pairs, summary, on_chunk, before_chunk):
+    if before_chunk:
+        before_chunk()
     errors: list[LineError] = []
     entries: list[ManifestEntry] = []
     for number, raw in chunk:
@@ -199,19 +209,21 @@ def _import_chunk(project, chunk, resolver, max_pairs, summary, on_chunk):
             errors.append(LineError(entry.line, "image", outcome))
         else:
             good.append((entry, outcome))
+    errors.sort(key=lambda e: e.line)
     with transaction.atomic():
         prompt_ids, new_prompts = _ensure_prompts(project, [e for e, _ in good])
         created, duplicates, new_by_prompt = _create_images(project, good, prompt_ids, new_prompts)
         comparisons = _create_comparisons(project, new_by_prompt, new_prompts, max_pairs) if new_by_prompt else 0
-    errors.sort(key=lambda e: e.line)
-    summary.lines += len(chunk)
-    summary.prompts_created += len(new_prompts)
-    summary.images_created += created
-    summary.duplicates += duplicates
-    summary.comparisons_created += comparisons
+        after = ImportSummary(lines=summary.lines + len(chunk), prompts_created=summary.prompts_created + len(new_prompts),
+                              images_created=summary.images_created + created,
+                              duplicates=summary.duplicates + duplicates,
+                              comparisons_created=summary.comparisons_created + comparisons,
+                              errors=summary.errors + errors)
+        if on_chunk:
+            on_chunk(after, errors)
+    summary.lines, summary.prompts_created, summary.images_created = after.lines, after.prompts_created, after.images_created
+    summary.duplicates, summary.comparisons_created = after.duplicates, after.comparisons_created
     summary.errors.extend(errors)
-    if on_chunk:
-        on_chunk(summary, errors)
 
 
 def _ensure_prompts(project, entries):

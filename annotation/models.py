@@ -12,6 +12,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
+from core.models import Job
+
 
 class TaskType(models.TextChoices):
     PAIRWISE = "pairwise", "Pairwise preference"
@@ -368,20 +370,17 @@ class ArtifactFlag(Judgment):
         ]
 
 
-class ImportJob(models.Model):
-    class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
+class ImportJob(Job):
+    """A manifest imported chunk by chunk; `lines_done` counts the lines of committed chunks, so a
+    job taken over after its worker died goes on from there."""
+
+    run_task = "annotation.import_job_run"
+    cleanup_task = "annotation.import_job_finish"  # a cancelled import's lines still get their work units
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_jobs")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     manifest_key = models.CharField(max_length=300, help_text="Storage key of the uploaded manifest.")
     images_root = models.CharField(max_length=1000, blank=True)
     max_pairs_per_prompt = models.PositiveIntegerField(null=True, blank=True)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
-    message = models.TextField(blank=True)
     lines_total = models.PositiveIntegerField(default=0)
     lines_done = models.PositiveIntegerField(default=0)
     images_created = models.PositiveIntegerField(default=0)
@@ -389,12 +388,9 @@ class ImportJob(models.Model):
     rejected = models.PositiveIntegerField(default=0)
     prompts_created = models.PositiveIntegerField(default=0)
     comparisons_created = models.PositiveIntegerField(default=0)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-id"]
+    class Meta(Job.Meta):
+        pass
 
     def __str__(self):
         return f"import {self.pk} into {self.project_id} ({self.status})"

@@ -11,9 +11,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotation.assignment import work_units_open
-from annotation.importing import ImportSummary, LineError, manifest_import
 from annotation.image_sources import SourcePolicy
+from annotation.importing import ImportSummary, LineError, manifest_import
 from annotation.models import AnnotatorProfile, ImportJob, ImportLineError, Membership, Project, TaskType
+from core.jobs import JobCancelled, job_claim
+from core.statistics import statistics_refresh
 
 RESEARCHERS_GROUP = "Researchers"
 
@@ -130,44 +132,69 @@ def import_job_create(*, project: Project, creator, manifest: bytes, images_root
     return job
 
 
-def import_job_run(*, job: ImportJob) -> ImportJob:
-    """Run a queued import job to its end, recording progress and per-line errors as it goes.
+def import_job_run(*, job_id: int) -> ImportJob | None:
+    """Run a queued import job to its end, recording progress and per-line errors with each chunk.
 
-    Safe to run twice: a finished job is left alone, and a rerun of a crashed one creates only
-    what the first run did not.
-    """
-    if job.status in (ImportJob.Status.SUCCEEDED, ImportJob.Status.FAILED):
-        return job
-    ImportJob.objects.filter(pk=job.pk).update(status=ImportJob.Status.RUNNING, started_at=timezone.now())
-    ImportLineError.objects.filter(job=job).delete()
+    Safe to deliver twice: only a queued job, or a running one whose worker died, is claimed. A
+    job taken over goes on after its last committed chunk (its lines, errors and counters were
+    committed with it); then the project's work units are opened."""
+    lease = job_claim(ImportJob, job_id)
+    if lease is None:
+        return None
+    job = ImportJob.objects.select_related("project").get(pk=job_id)
+    summary = ImportSummary(lines=job.lines_done, images_created=job.images_created, duplicates=job.duplicates,
+                            prompts_created=job.prompts_created, comparisons_created=job.comparisons_created)
+    rejected = job.rejected
 
-    def on_chunk(summary: ImportSummary, errors: list[LineError]) -> None:
+    def on_chunk(chunk: ImportSummary, errors: list[LineError]) -> None:
+        """Runs inside the chunk's transaction: the chunk and the job's progress commit together."""
+        nonlocal rejected
         ImportLineError.objects.bulk_create(
             [ImportLineError(job=job, line=e.line, field=e.field, message=e.message[:1000]) for e in errors])
-        ImportJob.objects.filter(pk=job.pk).update(**_summary_fields(summary))
+        rejected += len(errors)
+        lease.beat(**_summary_fields(chunk), rejected=rejected)
 
-    try:
-        policy = import_policy_for_api(job.images_root)
-        with default_storage.open(job.manifest_key, "rb") as manifest:
-            summary = manifest_import(project=job.project, lines=manifest, policy=policy,
-                                      max_pairs_per_prompt=job.max_pairs_per_prompt, on_chunk=on_chunk)
-        work_units_open(project=job.project)
-    except Exception as exc:
-        ImportJob.objects.filter(pk=job.pk).update(
-            status=ImportJob.Status.FAILED, finished_at=timezone.now(), message=f"{exc.__class__.__name__}: {exc}"[:2000])
-        raise
-    ImportJob.objects.filter(pk=job.pk).update(
-        status=ImportJob.Status.SUCCEEDED, finished_at=timezone.now(), **_summary_fields(summary),
-        message=f"{summary.images_created} images imported, {summary.duplicates} duplicates, {summary.rejected} lines rejected",
-    )
+    with lease.running():
+        try:
+            policy = import_policy_for_api(job.images_root)
+            with default_storage.open(job.manifest_key, "rb") as manifest:
+                manifest_import(project=job.project, lines=manifest, policy=policy, skip_lines=job.lines_done,
+                                max_pairs_per_prompt=job.max_pairs_per_prompt, on_chunk=on_chunk, summary=summary,
+                                before_chunk=lambda: lease.beat())
+        except JobCancelled:
+            _import_finish(job.project)
+            lease.cancelled(f"cancelled after {summary.lines} of {job.lines_total} lines; what they imported is kept")
+            return job
+        except (ValidationError, FileNotFoundError) as exc:
+            lease.fail(f"cannot read the manifest: {exc}")
+            return job
+        _import_finish(job.project)
+        lease.succeed(f"{summary.images_created} images imported, {summary.duplicates} duplicates, "
+                      f"{rejected} lines rejected")
     job.refresh_from_db()
     return job
 
 
+def import_job_finish(*, job_id: int) -> None:
+    """What follows the writes of an import that ended without its worker (cancelled after the
+    worker died): work units for the comparisons it created, and planner statistics."""
+    job = ImportJob.objects.select_related("project").filter(pk=job_id).first()
+    if job is not None and job.lines_done:
+        _import_finish(job.project)
+
+
+def _import_finish(project: Project) -> None:
+    """What follows an import's writes: work units for its comparisons, and planner statistics."""
+    from annotation.models import Comparison, Image, Prompt, WorkUnit
+
+    statistics_refresh(Prompt, Image, Comparison)
+    work_units_open(project=project)
+    statistics_refresh(WorkUnit)
+
+
 def _summary_fields(summary: ImportSummary) -> dict:
     return {"lines_done": summary.lines, "images_created": summary.images_created, "duplicates": summary.duplicates,
-            "rejected": summary.rejected, "prompts_created": summary.prompts_created,
-            "comparisons_created": summary.comparisons_created}
+            "prompts_created": summary.prompts_created, "comparisons_created": summary.comparisons_created}
 
 
 @transaction.atomic

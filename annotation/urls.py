@@ -28,5 +28,6 @@ urlpatterns = [
     path("projects/<slug:slug>/gold-units/", api_work.GoldUnitsApi.as_view(), name="gold-units"),
     path("me/profile/", api_work.MyProfileApi.as_view(), name="me-profile"),
     path("imports/<int:job_id>/", api.ImportJobDetailApi.as_view(), name="import-detail"),
+    path("imports/<int:job_id>/cancel/", api.ImportJobCancelApi.as_view(), name="import-cancel"),
     path("imports/<int:job_id>/errors/", api.ImportJobErrorListApi.as_view(), name="import-error-list"),
 ]

@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "core",
     "annotation",
     "curation",
     "mlworkers",
@@ -135,6 +136,8 @@ IMPORT_MAX_BYTES = env.int("IMPORT_MAX_BYTES", default=50 * 1024 * 1024)
 IMPORT_ALLOWED_FORMATS = env.list("IMPORT_ALLOWED_FORMATS", default=["JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"])
 IMPORT_PREVIEW_LONG_SIDE = env.int("IMPORT_PREVIEW_LONG_SIDE", default=448)
 IMPORT_PROMPT_MAX_CHARS = env.int("IMPORT_PROMPT_MAX_CHARS", default=4000)
+# Manifest lines per transaction: an import whose worker died goes on after its last committed chunk.
+IMPORT_CHUNK_LINES = env.int("IMPORT_CHUNK_LINES", default=10000)
 IMPORT_URL_TIMEOUT_S = env.float("IMPORT_URL_TIMEOUT_S", default=20.0)
 # Refuse URLs that resolve to loopback, private, link-local or reserved addresses (SSRF guard).
 IMPORT_ALLOW_PRIVATE_URLS = env.bool("IMPORT_ALLOW_PRIVATE_URLS", default=False)
@@ -154,11 +157,38 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(CELERY_BROKER_FOLDER / "control"),
         "store_processed": False,
     }
+# --- background jobs (imports, auto-annotation, filter runs, exports; see core/jobs.py) ------
+# A running job's worker writes a heartbeat this often; a job silent for JOB_STALE_AFTER_SECONDS
+# lost its worker. The reaper (Celery beat, every JOB_REAP_SECONDS) then queues it again, or
+# fails it with "worker lost" once JOB_MAX_ATTEMPTS workers were lost on it: a dead worker's job
+# moves on within JOB_STALE_AFTER_SECONDS + JOB_REAP_SECONDS.
+JOB_HEARTBEAT_SECONDS = env.float("JOB_HEARTBEAT_SECONDS", default=10.0)
+JOB_STALE_AFTER_SECONDS = env.float("JOB_STALE_AFTER_SECONDS", default=60.0)
+JOB_REAP_SECONDS = env.float("JOB_REAP_SECONDS", default=30.0)
+JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", default=3)
+if JOB_STALE_AFTER_SECONDS < 3 * JOB_HEARTBEAT_SECONDS:
+    raise ImproperlyConfigured("JOB_STALE_AFTER_SECONDS must be at least 3 x JOB_HEARTBEAT_SECONDS, or a live "
+                               "worker's job is taken for lost after one late beat.")
+# Redis hands an unacknowledged task (its worker died) to another worker after this many seconds.
+# The reaper finds such jobs sooner; this is the backstop for a task lost before it claimed its
+# job. A task that runs longer is delivered a second time, finds its job alive and does nothing.
+CELERY_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=900)
+if not CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+CELERY_BEAT_SCHEDULE = {
+    "jobs-reap": {"task": "core.jobs_reap", "schedule": JOB_REAP_SECONDS},
+    "auto-job-chunks-reap": {"task": "mlworkers.auto_job_chunks_reap", "schedule": JOB_REAP_SECONDS},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = env("CELERY_BEAT_SCHEDULE_FILENAME", default=str(VAR_DIR / "celerybeat-schedule"))
+
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Model work goes to GPU workers (`-Q gpu`); planning and imports to the default queue.
 CELERY_TASK_ROUTES = {"mlworkers.auto_job_chunk": {"queue": "gpu"}, "mlworkers.auto_job_start": {"queue": "default"},
                       "curation.filter_run_execute": {"queue": "default"},
-                      "curation.dataset_export_build": {"queue": "default"}}
+                      "curation.dataset_export_build": {"queue": "default"},
+                      "curation.dataset_export_cleanup": {"queue": "default"},
+                      "annotation.import_job_finish": {"queue": "default"},
+                      "mlworkers.auto_job_chunks_reap": {"queue": "default"}, "core.jobs_reap": {"queue": "default"}}
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
@@ -187,7 +217,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "TaskTypeEnum": "annotation.models.TaskType",
         "ExperienceEnum": "annotation.models.AnnotatorProfile.Experience",
-        "FilterRunStatusEnum": "curation.models.FilterRun.Status",
+        "JobStatusEnum": "core.models.JobStatus",
     },
 }
 

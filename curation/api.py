@@ -8,17 +8,18 @@ from rest_framework.views import APIView
 from annotation.api import ListApi
 from annotation.api_support import ERRORS
 from annotation.selectors import MANAGER_ROLES, project_get_for_user, project_role
+from core.api import JOB_FIELDS, JobSerializer
+from core.jobs import job_cancel
 from curation import services
 from curation.models import FilterRun, UnitVerdict
 
 
-class FilterRunSerializer(serializers.ModelSerializer):
+class FilterRunSerializer(JobSerializer):
     project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
 
     class Meta:
         model = FilterRun
-        fields = ["id", "project", "name", "version", "rules", "status", "message", "summary", "created_at",
-                  "started_at", "finished_at"]
+        fields = ["id", "project", "name", "version", "rules", "summary", *JOB_FIELDS]
 
 
 class FilterRunInputSerializer(serializers.Serializer):
@@ -64,6 +65,12 @@ class FilterRunDetailApi(APIView):
     @extend_schema(operation_id="filter_runs_retrieve", responses={200: FilterRunSerializer, **ERRORS})
     def get(self, request, run_id):
         return Response(FilterRunSerializer(_run_for_user(request.user, run_id)).data)
+
+
+class FilterRunCancelApi(APIView):
+    @extend_schema(operation_id="filter_runs_cancel", request=None, responses={200: FilterRunSerializer, **ERRORS})
+    def post(self, request, run_id):
+        return Response(FilterRunSerializer(job_cancel(job=_run_for_user(request.user, run_id))).data)
 
 
 @extend_schema_view(get=extend_schema(

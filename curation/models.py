@@ -1,33 +1,24 @@
 """Filter runs: a named, versioned set of rules applied to a project's judgments, and the
 keep / drop verdict with its reasons for every unit. Raw judgments are never touched."""
-from django.conf import settings
 from django.db import models
+from django.db.models import Q
 
 from annotation.models import Comparison, Project
+from core.models import Job
 
 
-class FilterRun(models.Model):
-    class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
+class FilterRun(Job):
+    """Rerun from the start when taken over: its verdicts are written in one transaction."""
+
+    run_task = "curation.filter_run_execute"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="filter_runs")
     name = models.CharField(max_length=100)
     version = models.PositiveIntegerField(help_text="1, 2, ... per project and name.")
     rules = models.JSONField(help_text="The rules and thresholds, complete with defaults.")
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
-    message = models.TextField(blank=True)
     summary = models.JSONField(default=dict, blank=True, help_text="The report's figures.")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-id"]
+    class Meta(Job.Meta):
         constraints = [models.UniqueConstraint(fields=["project", "name", "version"], name="filter_run_unique_version")]
 
     def __str__(self):
@@ -52,44 +43,32 @@ class UnitVerdict(models.Model):
         indexes = [models.Index(fields=["run", "keep"], name="unit_verdict_run_keep_idx")]
 
 
-class DatasetExport(models.Model):
+class DatasetExport(Job):
     """One dataset written from a project (through a filter run's verdicts when one is named) in one
-    format and container to a local folder or an s3:// prefix. `manifest` is what manifest.json holds."""
+    format and container to a local folder or an s3:// prefix. `manifest` is what manifest.json holds.
 
-    class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-        CANCELLING = "cancelling", "Cancelling"
-        CANCELLED = "cancelled", "Cancelled"
+    `destination_key` claims the destination: no two exports that have not failed or been
+    cancelled share one, so two exports never publish to one place."""
+
+    run_task = "curation.dataset_export_build"
+    cleanup_task = "curation.dataset_export_cleanup"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="dataset_exports")
     filter_run = models.ForeignKey(FilterRun, null=True, blank=True, on_delete=models.PROTECT, related_name="exports")
     format = models.CharField(max_length=16, help_text="pickapic, visionprefer, pamela or trl")
     container = models.CharField(max_length=16, help_text="parquet, jsonl or webdataset")
     destination = models.CharField(max_length=1000, help_text="A local folder or s3://bucket/prefix.")
+    destination_key = models.CharField(max_length=1000, blank=True,
+                                       help_text="The destination, normalised: what the claim is unique on.")
     options = models.JSONField(default=dict, blank=True, help_text="Format options, complete with defaults.")
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
-    message = models.TextField(blank=True)
     rows_total = models.PositiveBigIntegerField(default=0)
     rows_done = models.PositiveBigIntegerField(default=0)
-    heartbeat_at = models.DateTimeField(null=True, blank=True,
-                                        help_text="Last sign of life of the build; a long-silent running export "
-                                                  "was orphaned by a dead worker and may be taken over.")
     manifest = models.JSONField(default=dict, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-id"]
+    class Meta(Job.Meta):
+        constraints = [models.UniqueConstraint(
+            fields=["destination_key"], condition=~Q(status__in=["failed", "cancelled"]) & ~Q(destination_key=""),
+            name="dataset_export_destination_claimed_once")]
 
     def __str__(self):
         return f"{self.format}/{self.container} export of {self.project_id} to {self.destination} ({self.status})"
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED, self.Status.CANCELLED)

@@ -6,11 +6,20 @@ import numpy as np
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.utils import timezone
 
-from annotation.models import Project
-from curation.agreement import consensus_agreement, krippendorff_alpha_bootstrap
+from annotation.models import (
+    AspectScore,
+    Comparison,
+    Image,
+    PersonalRating,
+    PreferenceJudgment,
+    Project,
+    WorkUnit,
+)
+from core.jobs import JobCancelled, JobLost, job_claim
+from core.statistics import statistics_refresh, statistics_refresh_if_stale
 from curation.aggregation import majority_consensus, weighted_consensus
+from curation.agreement import consensus_agreement, krippendorff_alpha_bootstrap
 from curation.image_files import missing_image_files
 from curation.judge_report import machine_judges_report
 from curation.judgments import CHOICE_NAMES, CHOICE_TIE, PairwiseJudgments, Ratings
@@ -20,7 +29,12 @@ from curation.models import FilterRun, UnitVerdict
 from curation.rater_bias import bradley_terry_left_advantage
 from curation.reliability import gold_accuracy, position_bias
 from curation.report import (
-    agreement_by_aspect, human_pairwise_by_aspect, number, position_bias_fit_summary, rater_table, strength_summary,
+    agreement_by_aspect,
+    human_pairwise_by_aspect,
+    number,
+    position_bias_fit_summary,
+    rater_table,
+    strength_summary,
     transitivity_summary,
 )
 from curation.rules import FilterRules
@@ -43,34 +57,44 @@ def filter_run_create(*, project: Project, name: str, rules: dict | None, create
     return run
 
 
-def filter_run_execute(*, run_id: int) -> FilterRun:
+def filter_run_execute(*, run_id: int) -> FilterRun | None:
+    """Compute a run's verdicts and report and store them in one transaction. Safe to deliver
+    twice: only a queued run, or a running one whose worker died (it is computed again from the
+    start), is claimed; a cancel is honoured before and after the computation."""
+    lease = job_claim(FilterRun, run_id)
+    if lease is None:
+        return None
     run = FilterRun.objects.select_related("project").get(pk=run_id)
-    if run.status != FilterRun.Status.PENDING:
-        return run
-    try:
-        FilterRules.from_json(run.rules)
-    except ValidationError as exc:  # rules stored around filter_run_create (the admin): final, not retried
-        FilterRun.objects.filter(pk=run.pk).update(status=FilterRun.Status.FAILED, finished_at=timezone.now(),
-                                                   message="; ".join(exc.messages)[:2000])
-        run.refresh_from_db()
-        return run
-    FilterRun.objects.filter(pk=run.pk).update(status=FilterRun.Status.RUNNING, started_at=timezone.now())
-    try:
-        summary, verdicts = _evaluate(run)
-        with transaction.atomic():
-            verdicts = _without_deleted_comparisons(run, summary, verdicts)
-            UnitVerdict.objects.filter(run=run).delete()
-            UnitVerdict.objects.bulk_create(verdicts, batch_size=5000)
-            if run.rules.get("suspend_excluded_raters"):
-                summary["suspended"] = _suspend_excluded(run, summary)
-            FilterRun.objects.filter(pk=run.pk).update(status=FilterRun.Status.SUCCEEDED, summary=summary,
-                                                       message=summary.get("message", ""), finished_at=timezone.now())
-    except Exception as exc:
-        FilterRun.objects.filter(pk=run.pk).update(status=FilterRun.Status.FAILED, finished_at=timezone.now(),
-                                                   message=f"{exc.__class__.__name__}: {exc}"[:2000])
-        raise
+    with lease.running():
+        try:
+            FilterRules.from_json(run.rules)
+        except ValidationError as exc:  # rules stored around filter_run_create (the admin): final, not retried
+            lease.fail("; ".join(exc.messages))
+            run.refresh_from_db()
+            return run
+        try:
+            statistics_refresh_if_stale(*_READ_MODELS)
+            summary, verdicts = _evaluate(run)
+            lease.beat()
+            with transaction.atomic():
+                verdicts = _without_deleted_comparisons(run, summary, verdicts)
+                UnitVerdict.objects.filter(run=run).delete()
+                UnitVerdict.objects.bulk_create(verdicts, batch_size=5000)
+                if run.rules.get("suspend_excluded_raters"):
+                    summary["suspended"] = _suspend_excluded(run, summary)
+                if not lease.succeed(summary.get("message", ""), summary=summary):
+                    raise JobLost()  # another worker took the run over: store nothing
+        except JobCancelled:
+            lease.cancelled("cancelled; no verdicts were stored")
+            run.refresh_from_db()
+            return run
+        statistics_refresh(UnitVerdict)
     run.refresh_from_db()
     return run
+
+
+# What a run reads in bulk: their statistics are refreshed first where many rows changed.
+_READ_MODELS = (PreferenceJudgment, AspectScore, PersonalRating, Comparison, Image, WorkUnit)
 
 
 def _score_sections(run, rules, scores, by_aspect, notes) -> dict:

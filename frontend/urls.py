@@ -14,6 +14,7 @@ urlpatterns = [
     path("auto-jobs/<int:job_id>/", views.auto_job, name="auto-job"),
     path("projects/<slug:slug>/filter-runs/", views.filter_runs, name="filter-runs"),
     path("filter-runs/<int:run_id>/", views.filter_run, name="filter-run"),
+    path("filter-runs/<int:run_id>/cancel/", views.filter_run_cancel, name="filter-run-cancel"),
     path("projects/<slug:slug>/exports/", views.dataset_exports, name="dataset-exports"),
     path("exports/<int:export_id>/", views.dataset_export, name="dataset-export"),
 ]

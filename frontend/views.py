@@ -9,7 +9,9 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 from django.middleware.csrf import get_token
-from django.shortcuts import render
+from django.core.exceptions import ValidationError
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
 from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.safestring import mark_safe
@@ -215,6 +217,22 @@ def filter_run(request, run_id: int):
         "bias_plot": report_plots.position_bias_rows(summary.get("raters", [])),
         "matrix_plot": report_plots.agreement_matrix(summary.get("judge_matrix")),
     })
+
+
+@login_required
+@require_POST
+def filter_run_cancel(request, run_id: int):
+    from core.jobs import job_cancel
+    from curation.models import FilterRun
+
+    run = FilterRun.objects.select_related("project").filter(pk=run_id).first()
+    if run is None or not _can_manage(request.user, run.project):
+        raise Http404(f"No filter run {run_id} that you can see.")
+    try:
+        job_cancel(job=run)
+    except ValidationError:
+        pass  # it finished meanwhile: the page shows how
+    return redirect("filter-run", run_id=run_id)
 
 
 @login_required

@@ -8,6 +8,7 @@ from annotation.api import ListApi
 from annotation.api_support import ERRORS
 from annotation.models import MachineAnnotator
 from annotation.selectors import project_get_for_user
+from core.api import JOB_FIELDS, JobSerializer
 from mlworkers import selectors, services
 from mlworkers.backends.base import backend_names
 from mlworkers.models import MAX_SAMPLES, AutoAnnotationFailure, AutoAnnotationJob
@@ -96,7 +97,7 @@ class ProgressSerializer(serializers.Serializer):
     seconds_left = serializers.IntegerField(allow_null=True)
 
 
-class AutoJobSerializer(serializers.ModelSerializer):
+class AutoJobSerializer(JobSerializer):
     project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     machine_annotator_name = serializers.CharField(source="machine_annotator.name", read_only=True)
     progress = serializers.SerializerMethodField()
@@ -104,8 +105,7 @@ class AutoJobSerializer(serializers.ModelSerializer):
     class Meta:
         model = AutoAnnotationJob
         fields = ["id", "project", "machine_annotator", "machine_annotator_name", "machine_version", "kind", "scope",
-                  "sample_size", "aspects", "orders", "samples", "status", "message", "progress", "created_at", "started_at",
-                  "finished_at"]
+                  "sample_size", "aspects", "orders", "samples", "progress", *JOB_FIELDS]
 
     def get_progress(self, job) -> ProgressSerializer:
         return selectors.auto_job_progress(job=job)

@@ -4,17 +4,23 @@ The judgments themselves live in `annotation` (AspectScore / PreferenceJudgment 
 source=machine), unique per annotator version, unit, aspect and presentation order, which is
 what makes a rerun write nothing twice.
 """
-from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
 from annotation.models import Comparison, Image, MachineAnnotator, Project
+from core.models import Job
 
 MAX_SAMPLES = 16  # answers asked per (pair, order, aspect) at most
 
 
-class AutoAnnotationJob(models.Model):
+class AutoAnnotationJob(Job):
+    """Planned by one task (`mlworkers.auto_job_start`) into chunks of whole prompts, each run by
+    its own task on the `gpu` queue. A job whose planning died is taken over like any job; once
+    planned, its liveness is its chunks' (see AutoAnnotationChunk)."""
+
+    run_task = "mlworkers.auto_job_start"
+
     class Kind(models.TextChoices):
         SCORE = "score", "Score images per aspect"
         PAIRS = "pairs", "Judge pairs per aspect"
@@ -28,15 +34,6 @@ class AutoAnnotationJob(models.Model):
         ONE = "one", "One order"
         BOTH = "both", "Both orders"
 
-    class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-        CANCELLED = "cancelled", "Cancelled"
-
-    ACTIVE = (Status.PENDING, Status.RUNNING)
-
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="auto_jobs")
     machine_annotator = models.ForeignKey(MachineAnnotator, on_delete=models.PROTECT, related_name="jobs")
     machine_version = models.CharField(max_length=16, help_text="The annotator's version when launched.")
@@ -49,26 +46,53 @@ class AutoAnnotationJob(models.Model):
     samples = models.PositiveSmallIntegerField(
         default=1, validators=[MinValueValidator(1), MaxValueValidator(MAX_SAMPLES)],
         help_text="Pairs: answers asked per pair, order and aspect (several need a judge that samples).")
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
-    message = models.TextField(blank=True)
     items_total = models.PositiveIntegerField(
         default=0, help_text="Items asked of the judge: images, or pairs x orders x samples.")
     items_done = models.PositiveIntegerField(default=0)
     items_failed = models.PositiveIntegerField(default=0)
     chunks_total = models.PositiveIntegerField(default=0)
     chunks_done = models.PositiveIntegerField(default=0)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    planned_at = models.DateTimeField(null=True, blank=True,
+                                      help_text="When every chunk was queued (empty while planning).")
 
-    class Meta:
-        ordering = ["-id"]
+    class Meta(Job.Meta):
         constraints = [models.CheckConstraint(condition=Q(samples__gte=1, samples__lte=MAX_SAMPLES),
                                               name="autojob_samples_1_to_16")]
 
     def __str__(self):
         return f"auto job {self.pk} ({self.machine_annotator_id} on {self.project_id}, {self.status})"
+
+    def worker_alive(self, since) -> bool:
+        if self.planned_at is None:  # planning: the planner beats
+            return super().worker_alive(since)
+        return self.chunks.filter(status=AutoAnnotationChunk.Status.RUNNING, heartbeat_at__gte=since).exists()
+
+    @classmethod
+    def lost_filter(cls) -> Q:
+        # A planned job may wait for the gpu queue without a beat; its chunks are watched instead.
+        return Q(planned_at__isnull=True)
+
+
+class AutoAnnotationChunk(models.Model):
+    """One task's worth of a job (whole prompts' images or pairs), with its own claim and
+    heartbeat: the chunk reaper queues again a chunk whose worker died, and a chunk lost
+    JOB_MAX_ATTEMPTS times records its items as failures."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    job = models.ForeignKey(AutoAnnotationJob, on_delete=models.CASCADE, related_name="chunks")
+    item_ids = models.JSONField(help_text="Image ids, or comparison ids for pairs.")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["status", "heartbeat_at"], name="autojob_chunk_status_idx")]
 
 
 class AutoAnnotationFailure(models.Model):

@@ -43,6 +43,11 @@ def pick_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def resolve_device(device: str | None) -> str:
+    """`device` as given, or `pick_device()` for "auto" (also "" or None)."""
+    return pick_device() if device in (None, "", "auto") else device
+
+
 def autocast_dtype(device: str):
     """The dtype scorers run in: bf16 on CUDA where the card supports it, else fp16; fp32 on CPU."""
     import torch

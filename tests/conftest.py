@@ -220,3 +220,6 @@ def wait_for(predicate, timeout=60, interval=0.2, what="condition"):
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+from tests.workers import private_workers  # noqa: E402,F401  (a fixture; tests/workers.py needs the helpers above)

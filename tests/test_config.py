@@ -74,3 +74,18 @@ def test_schema_and_docs_pages_are_served(client):
 
 def test_health_endpoint_answers_without_login(client):
     assert client.get("/healthz/").json() == {"status": "ok"}
+
+
+def test_beat_sends_both_job_reapers_and_workers_know_their_tasks(settings):
+    from django.apps import apps
+
+    from config.celery import app
+
+    app.loader.import_default_modules()
+    sent = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+
+    assert sent == {"core.jobs_reap", "mlworkers.auto_job_chunks_reap"}
+    assert sent <= set(app.tasks)
+    for model in ("annotation.ImportJob", "mlworkers.AutoAnnotationJob", "curation.FilterRun", "curation.DatasetExport"):
+        job_model = apps.get_model(model)
+        assert job_model.run_task in app.tasks and (job_model.cleanup_task is None or job_model.cleanup_task in app.tasks)

@@ -215,3 +215,9 @@ def test_every_environment_variable_settings_reads_is_documented_in_env_example(
 
 def test_every_variable_compose_interpolates_is_documented_in_env_example():
     assert compose_variable_names() - env_example_names() == set()
+
+
+def test_compose_runs_exactly_one_celery_beat_for_the_job_reaper(services):
+    beats = [name for name, service in services.items() if service.get("command", [])[:4] == ["celery", "-A",
+                                                                                                "config", "beat"]]
+    assert beats == ["beat"]

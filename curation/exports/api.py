@@ -12,19 +12,20 @@ from rest_framework.views import APIView
 from annotation.api import ListApi
 from annotation.api_support import ERRORS
 from annotation.selectors import project_get_for_user
+from core.api import JOB_FIELDS, JobSerializer
 from curation.exports import selectors, services
 from curation.exports.options import CONTAINERS, FORMATS
 from curation.models import DatasetExport, FilterRun
 
 
-class DatasetExportSerializer(serializers.ModelSerializer):
+class DatasetExportSerializer(JobSerializer):
     project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     files = serializers.SerializerMethodField(help_text="Each file of a finished export, with its download link.")
 
     class Meta:
         model = DatasetExport
-        fields = ["id", "project", "format", "container", "destination", "filter_run", "options", "status",
-                  "message", "rows_total", "rows_done", "files", "created_at", "started_at", "finished_at"]
+        fields = ["id", "project", "format", "container", "destination", "filter_run", "options", "rows_total",
+                  "rows_done", "files", *JOB_FIELDS]
 
     def get_files(self, export) -> list[dict]:
         return [{**entry, "url": f"/api/v1/exports/{export.pk}/files/{entry['path']}"}
@@ -35,8 +36,9 @@ class DatasetExportInputSerializer(serializers.Serializer):
     format = serializers.CharField(help_text=f"One of: {', '.join(FORMATS)}.")
     container = serializers.CharField(default="parquet", help_text=f"One of: {', '.join(CONTAINERS)}.")
     destination = serializers.CharField(required=False, allow_blank=True, default="",
-                                        help_text="A folder under EXPORT_ROOT, or s3://bucket/prefix; blank for a "
-                                                  "new folder under EXPORT_ROOT.")
+                                        help_text="A new folder in the project's folder under EXPORT_ROOT "
+                                                  "(relative paths start there), or an empty s3://bucket/prefix; "
+                                                  "blank for a new folder there.")
     filter_run = serializers.IntegerField(required=False, allow_null=True, default=None)
     options = serializers.JSONField(required=False, default=dict, help_text="Format options; see the README.")
 

@@ -50,15 +50,46 @@ def _fresh_folder(path: Path, what: str) -> None:
         raise ExportError(os_error_text(exc, what)) from exc
 
 
+def destination_key(destination: Destination) -> str:
+    """What two exports may not share: the resolved folder, or the bucket and prefix."""
+    if destination.is_s3:
+        return f"s3://{destination.bucket}/{destination.prefix}"
+    return str(Path(destination.path).expanduser().resolve())
+
+
+def destination_check_free(destination: Destination) -> None:
+    """Refuse, with a ValidationError on `destination`, a place that already holds files."""
+    from django.core.exceptions import ValidationError
+
+    if not destination.is_s3:
+        target = Path(destination.path).expanduser()
+        if target.exists() and (not target.is_dir() or any(target.iterdir())):
+            raise ValidationError({"destination": f"{target} already exists and is not an empty folder; choose a "
+                                                  f"new folder (a finished dataset is never overwritten)"})
+        return
+    try:
+        found = S3Prefix(destination, 0).existing_keys(limit=1)
+    except ExportError as exc:
+        raise ValidationError({"destination": str(exc)}) from None
+    if found:
+        raise ValidationError({"destination": f"s3://{destination.bucket}/{destination.key('')} already holds "
+                                              f"objects ({found[0]}...); choose an empty prefix"})
+
+
 class LocalFolder:
-    def __init__(self, destination: Destination, export_id: int):
+    """Written in a hidden sibling folder of the target, one per attempt (a worker taken for dead
+    that wakes up never writes into its successor's files), renamed into place when complete."""
+
+    def __init__(self, destination: Destination, export_id: int, attempt: int = 1):
         self.target = Path(destination.path).expanduser().resolve()
-        self.staging = self.target.parent / f".{self.target.name}.incomplete-{export_id}"
+        self.staging_prefix = f".{self.target.name}.incomplete-{export_id}-"
+        self.staging = self.target.parent / f"{self.staging_prefix}{attempt}"
 
     def check(self) -> None:
         if self.target.exists() and (not self.target.is_dir() or any(self.target.iterdir())):
             raise ExportError(f"destination {self.target} already exists and is not an empty folder; "
                               f"choose a new folder (a finished dataset is never overwritten)")
+        self.discard()  # a dead attempt's staging folder
         _fresh_folder(self.staging, f"the destination {self.target}")
 
     @property
@@ -76,44 +107,55 @@ class LocalFolder:
         except OSError as exc:
             raise ExportError(os_error_text(exc, f"the destination {self.target}")) from exc
 
-    def abort(self) -> None:
+    def abort(self, remote: bool = True) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
+
+    def discard(self) -> None:
+        """Every attempt's staging folder (the export did not succeed)."""
+        if self.target.parent.is_dir():
+            for leftover in self.target.parent.glob(f"{self.staging_prefix}*"):
+                shutil.rmtree(leftover, ignore_errors=True)
+
+    def published_manifest(self) -> dict | None:
+        return _manifest_at(self.target / "manifest.json")
 
     def location(self, relative: str) -> str:
         return str(self.target / relative)
 
 
+def _manifest_at(path: Path) -> dict | None:
+    import json
+
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
 class S3Prefix:
-    def __init__(self, destination: Destination, export_id: int):
+    def __init__(self, destination: Destination, export_id: int, attempt: int = 1):
         from boto3.s3.transfer import TransferConfig
 
         self.destination, self.bucket = destination, destination.bucket
         self.client = s3_client()
         self.transfer = TransferConfig(multipart_threshold=64 * _MB, multipart_chunksize=64 * _MB, max_concurrency=4)
-        self.staging = Path(settings.EXPORT_STAGING_DIR) / f"export-{export_id}"
+        self.staging_root = Path(settings.EXPORT_STAGING_DIR)
+        self.staging_prefix = f"export-{export_id}-"
+        self.staging = self.staging_root / f"{self.staging_prefix}{attempt}"
+        self.attempt = attempt
         self.uploaded: list[str] = []
 
     def key(self, relative: str) -> str:
         return self.destination.key(relative)
 
     def check(self) -> None:
-        from botocore.exceptions import ClientError, EndpointConnectionError
-
-        try:
-            self.client.head_bucket(Bucket=self.bucket)
-            found = self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.key("manifest.json"), MaxKeys=1)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in ("404", "NoSuchBucket", "NotFound"):
-                raise ExportError(f"bucket {self.bucket!r} does not exist") from exc
-            if code in ("403", "AccessDenied", "Forbidden"):
-                raise ExportError(f"no permission to write to bucket {self.bucket!r}") from exc
-            raise ExportError(f"bucket {self.bucket!r}: {code or exc}") from exc
-        except EndpointConnectionError as exc:
-            raise ExportError(f"cannot reach the S3 endpoint for bucket {self.bucket!r}: {exc}") from exc
-        if found.get("KeyCount", 0) and any(o["Key"] == self.key("manifest.json") for o in found.get("Contents", [])):
-            raise ExportError(f"s3://{self.bucket}/{self.key('')} already holds a dataset (it has a manifest.json); "
-                              f"choose a new prefix")
+        """The prefix must be empty; on a take-over (attempt > 1) what is there is the dead
+        attempt's unpublished upload (the prefix was empty when claimed) and is removed."""
+        found = self.existing_keys()
+        if found and self.attempt == 1:
+            raise ExportError(f"s3://{self.bucket}/{self.key('')} already holds objects ({found[0]}...); "
+                              f"choose an empty prefix")
+        self._delete(found)
         _fresh_folder(self.staging, f"the staging folder {self.staging}")
 
     @property
@@ -140,18 +182,65 @@ class S3Prefix:
             self._upload(name)
         shutil.rmtree(self.staging, ignore_errors=True)
 
-    def abort(self) -> None:
-        for start in range(0, len(self.uploaded), 1000):
-            chunk = self.uploaded[start:start + 1000]
+    def abort(self, remote: bool = True) -> None:
+        if remote:
+            self._delete(self.uploaded)
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+    def _delete(self, keys: list[str]) -> None:
+        for start in range(0, len(keys), 1000):
+            chunk = keys[start:start + 1000]
             try:
                 self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in chunk]})
             except Exception:  # best effort: without a manifest, what is left never looks complete
                 pass
-        shutil.rmtree(self.staging, ignore_errors=True)
+
+    def existing_keys(self, limit: int | None = None) -> list[str]:
+        """Keys under the prefix (the prefix as a folder: `prefix/...`), at most `limit`."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        keys: list[str] = []
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
+                                                                              Prefix=self.key("")):
+                keys.extend(o["Key"] for o in page.get("Contents", []))
+                if limit is not None and len(keys) >= limit:
+                    return keys[:limit]
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                raise ExportError(f"bucket {self.bucket!r} does not exist") from exc
+            if code in ("403", "AccessDenied", "Forbidden"):
+                raise ExportError(f"no permission to list bucket {self.bucket!r}") from exc
+            raise ExportError(f"bucket {self.bucket!r}: {code or exc}") from exc
+        except BotoCoreError as exc:
+            raise ExportError(f"cannot reach the S3 endpoint for bucket {self.bucket!r}: {exc}") from exc
+        return keys
+
+    def discard(self) -> None:
+        """Everything under the prefix (it was empty when the export claimed it) and every
+        attempt's staging folder."""
+        try:
+            self._delete(self.existing_keys())
+        except ExportError:
+            pass
+        if self.staging_root.is_dir():
+            for leftover in self.staging_root.glob(f"{self.staging_prefix}*"):
+                shutil.rmtree(leftover, ignore_errors=True)
+
+    def published_manifest(self) -> dict | None:
+        import json
+
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self.key("manifest.json"))["Body"].read()
+            return json.loads(body)
+        except Exception:
+            return None
 
     def location(self, relative: str) -> str:
         return f"s3://{self.bucket}/{self.key(relative)}"
 
 
-def destination_open(destination: Destination, export_id: int):
-    return S3Prefix(destination, export_id) if destination.is_s3 else LocalFolder(destination, export_id)
+def destination_open(destination: Destination, export_id: int, attempt: int = 1):
+    cls = S3Prefix if destination.is_s3 else LocalFolder
+    return cls(destination, export_id, attempt)

@@ -10,52 +10,103 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
-from django.db.models import Q
-from django.utils import timezone
+from django.db import IntegrityError, transaction
 
+from annotation.models import AspectScore, Comparison, Image, PersonalRating, PreferenceJudgment, Prompt
+from core.jobs import JobCancelled, JobLease, JobLost, job_cancel, job_claim
+from core.statistics import statistics_refresh_if_stale
 from curation.exports.card import card_bytes, manifest_build, manifest_bytes
 from curation.exports.containers import WRITERS
-from curation.exports.destinations import destination_open, file_sha256, os_error_text
-from curation.exports.errors import ExportCancelled, ExportError
+from curation.exports.destinations import (
+    destination_check_free,
+    destination_key,
+    destination_open,
+    file_sha256,
+    os_error_text,
+)
+from curation.exports.errors import ExportError
 from curation.exports.images import ImageSource
 from curation.exports.options import CONTAINERS, FORMATS, ExportOptions, destination_parse
 from curation.exports.pairs import pickapic_tables, trl_tables
 from curation.exports.per_image import pamela_tables, visionprefer_tables
 from curation.exports.tables import assemble
-from curation.models import DatasetExport, FilterRun
+from curation.models import DatasetExport, FilterRun, UnitVerdict
+
+# What a build reads in bulk: their statistics are refreshed first where many rows changed.
+_READ_MODELS = (PreferenceJudgment, AspectScore, PersonalRating, Comparison, Image, Prompt, UnitVerdict)
 
 FORMAT_TABLES = {"pickapic": pickapic_tables, "visionprefer": visionprefer_tables, "pamela": pamela_tables,
                  "trl": trl_tables}
 
 
-@transaction.atomic
 def dataset_export_create(*, project, format: str, container: str = "parquet", destination: str = "",
                           filter_run: FilterRun | None = None, options: dict | None = None, created_by=None,
                           anywhere: bool = False, enqueue: bool = True) -> DatasetExport:
-    """Record an export and queue its build after commit. Local destinations must lie under
-    EXPORT_ROOT unless `anywhere` (the operator's command line); a blank one gets a fresh folder
-    there. Raises ValidationError naming the field that is wrong."""
+    """Record an export, claiming its destination, and queue its build after commit.
+
+    Local destinations must lie in the project's folder under EXPORT_ROOT unless `anywhere` (the
+    operator's command line); a blank one gets a fresh folder there. A destination that holds
+    files, or that another export has claimed, is refused. Raises ValidationError naming the
+    field that is wrong."""
     if format not in FORMATS:
         raise ValidationError({"format": f"unknown format {format!r}; known: {', '.join(FORMATS)}"})
     if container not in CONTAINERS:
         raise ValidationError({"container": f"unknown container {container!r}; known: {', '.join(CONTAINERS)}"})
     checked = ExportOptions.from_json(options, export_format=format)
     _check_inputs(project, format, checked, filter_run)
-    export = DatasetExport.objects.create(project=project, format=format, container=container, destination="",
-                                          filter_run=filter_run, options=checked.as_json(), created_by=created_by)
-    export.destination = _destination_for(export, destination, anywhere=anywhere)
-    export.save(update_fields=["destination"])
-    if enqueue:
-        from curation.tasks import dataset_export_build_task
+    wanted = _destination_for(project, destination, anywhere=anywhere) if (destination or "").strip() else None
+    if wanted is not None:
+        destination_check_free(destination_parse(wanted))
+    with transaction.atomic():
+        export = DatasetExport.objects.create(project=project, format=format, container=container, destination="",
+                                              filter_run=filter_run, options=checked.as_json(), created_by=created_by)
+        candidates = [wanted] if wanted is not None else _default_destinations(export)
+        for index, candidate in enumerate(candidates):
+            if _claim(export, candidate, last=index == len(candidates) - 1):
+                break
+        if enqueue:
+            from curation.tasks import dataset_export_build_task
 
-        transaction.on_commit(lambda: dataset_export_build_task.delay(export.pk))
+            transaction.on_commit(lambda: dataset_export_build_task.delay(export.pk))
     return export
+
+
+def _claim(export: DatasetExport, destination: str, *, last: bool) -> bool:
+    """Point `export` at `destination` if no other live export holds it and it holds no files.
+    Returns False for a taken default candidate (the next is tried); raises on the last one."""
+    parsed = destination_parse(destination)
+    key = destination_key(parsed)
+    holder = (DatasetExport.objects.exclude(status__in=(DatasetExport.Status.FAILED, DatasetExport.Status.CANCELLED))
+              .filter(destination_key=key).exclude(pk=export.pk).values_list("pk", flat=True).first())
+    try:
+        if holder is not None:
+            raise ValidationError({"destination": f"{destination} is claimed by export {holder}; choose another "
+                                                  f"destination (one export publishes to one place)"})
+        if export.destination == "" and not last:
+            destination_check_free(parsed)
+        with transaction.atomic():  # a concurrent claim of the same place fails here, on the unique key
+            DatasetExport.objects.filter(pk=export.pk).update(destination=destination, destination_key=key)
+    except IntegrityError:
+        if not last:
+            return False
+        raise ValidationError({"destination": f"{destination} was just claimed by another export; choose another "
+                                              f"destination"}) from None
+    except ValidationError:
+        if not last:
+            return False
+        raise
+    export.destination, export.destination_key = destination, key
+    return True
+
+
+def _default_destinations(export: DatasetExport) -> list[str]:
+    base = Path(settings.EXPORT_ROOT).resolve() / export.project.slug
+    name = f"{export.pk:06d}-{export.format}-{export.container}"
+    return [str(base / name), *(str(base / f"{name}-{n}") for n in range(2, 6))]
 
 
 def _check_inputs(project, format: str, options: ExportOptions, filter_run: FilterRun | None) -> None:
@@ -88,50 +139,47 @@ def _check_inputs(project, format: str, options: ExportOptions, filter_run: Filt
                                               f"(use human or a machine annotator's name)"})
 
 
-def _destination_for(export: DatasetExport, raw: str, *, anywhere: bool) -> str:
-    root = Path(settings.EXPORT_ROOT).resolve()
-    if not (raw or "").strip():
-        return str(root / export.project.slug / f"{export.pk:06d}-{export.format}-{export.container}")
+def _destination_for(project, raw: str, *, anywhere: bool) -> str:
+    """The destination asked for, made absolute: a local folder must lie in the project's own
+    folder under EXPORT_ROOT (relative paths are taken from there) unless `anywhere`."""
     destination = destination_parse(raw)
-    if destination.is_s3 or anywhere:
-        return destination.raw
-    path = Path(destination.path)
+    if destination.is_s3:
+        return f"s3://{destination.bucket}/{destination.prefix}" if destination.prefix else f"s3://{destination.bucket}"
+    root = Path(settings.EXPORT_ROOT).resolve() / project.slug
+    path = Path(destination.path).expanduser()
+    if anywhere:
+        return str(path.resolve())
     path = (path if path.is_absolute() else root / path).resolve()
-    if path != root and root not in path.parents:
-        raise ValidationError({"destination": f"local destinations must lie under the export folder {root} "
+    if root not in path.parents:
+        raise ValidationError({"destination": f"local destinations must lie in this project's export folder {root} "
                                               f"(got {raw}); or use s3://bucket/prefix"})
     return str(path)
 
 
-@transaction.atomic
 def dataset_export_cancel(*, export: DatasetExport) -> DatasetExport:
-    """A pending export is cancelled at once; a running one stops at its next batch and removes
-    what it wrote."""
-    export = DatasetExport.objects.select_for_update().get(pk=export.pk)
-    if export.status == DatasetExport.Status.PENDING:
-        export.status, export.finished_at = DatasetExport.Status.CANCELLED, timezone.now()
-        export.message = "cancelled before it started"
-    elif export.status == DatasetExport.Status.RUNNING:
-        export.status = DatasetExport.Status.CANCELLING
-    else:
-        raise ValidationError({"status": f"export {export.pk} is {export.status}; only a pending or running export "
-                                         f"can be cancelled"})
-    export.save(update_fields=["status", "finished_at", "message"])
-    return export
+    """A queued export, or one whose worker died, is cancelled at once (what a dead worker wrote is
+    removed by the cleanup task); a running one stops at its next batch and removes what it wrote."""
+    return job_cancel(job=export)
 
 
-# Longer than any pause between two progress writes (a row group of images read from S3 included).
-ORPHANED_AFTER = timedelta(minutes=10)
+def dataset_export_cleanup(*, export_id: int) -> None:
+    """Remove what an export that did not succeed left behind: its staging folders and, on S3,
+    anything uploaded under its prefix (which was empty when it was claimed)."""
+    export = DatasetExport.objects.filter(pk=export_id).first()
+    if export is None or export.status not in (DatasetExport.Status.FAILED, DatasetExport.Status.CANCELLED):
+        return
+    destination_open(destination_parse(export.destination), export.pk, attempt=export.attempts).discard()
+
 
 _WHAT = {"pickapic": "human pairwise judgments on this aspect", "trl": "decided pairs",
          "visionprefer": "aspect scores from this source", "pamela": "personal ratings"}
 
 
 class _Progress:
-    """Writes the rows done at most twice a second and notices a cancel there."""
+    """Writes the rows done (and the heartbeat) at most twice a second, and notices a cancel there."""
 
-    def __init__(self, export: DatasetExport, on_rows=None):
-        self.export_id, self.done, self.last, self.on_rows = export.pk, 0, 0.0, on_rows
+    def __init__(self, lease: JobLease, on_rows=None):
+        self.lease, self.done, self.last, self.on_rows = lease, 0, 0.0, on_rows
 
     def advance(self, rows: int) -> None:
         self.done += rows
@@ -141,49 +189,55 @@ class _Progress:
         if now - self.last < 0.5:
             return
         self.last = now
-        DatasetExport.objects.filter(pk=self.export_id).update(rows_done=self.done, heartbeat_at=timezone.now())
-        status = DatasetExport.objects.filter(pk=self.export_id).values_list("status", flat=True).first()
-        if status == DatasetExport.Status.CANCELLING:
-            raise ExportCancelled()
+        self.lease.beat(rows_done=self.done)
 
 
 def dataset_export_build(*, export_id: int, on_total=None, on_rows=None) -> DatasetExport:
-    """Write the export. Safe to call twice: only a pending export, or a running one whose build
-    has been silent for ORPHANED_AFTER, is built. `on_total` and `on_rows` let a command line
-    show progress."""
-    now = timezone.now()
-    # A pending export, or a running one whose build went silent: its worker died, and the broker
-    # delivered the task again (tasks are acknowledged late). Writing restarts from nothing.
-    orphaned = Q(status=DatasetExport.Status.RUNNING, heartbeat_at__lt=now - ORPHANED_AFTER)
-    claimed = DatasetExport.objects.filter(Q(status=DatasetExport.Status.PENDING) | orphaned, pk=export_id).update(
-        status=DatasetExport.Status.RUNNING, started_at=now, heartbeat_at=now, message="", rows_done=0)
+    """Write the export. Safe to deliver twice: only a queued export, or a running one whose
+    worker died (writing restarts from nothing, in a staging folder of its own), is built.
+    `on_total` and `on_rows` let a command line show progress."""
+    lease = job_claim(DatasetExport, export_id)
     export = DatasetExport.objects.select_related("project", "filter_run").get(pk=export_id)
-    if not claimed:
+    if lease is None:
         return export
-    destination = destination_open(destination_parse(export.destination), export.pk)
-    progress = _Progress(export, on_rows)
-    try:
-        destination.check()
-        manifest = _write(export, destination, progress, on_total)
-        destination.publish()
-    except ExportCancelled:
-        destination.abort()
-        return _finish(export, DatasetExport.Status.CANCELLED, progress,
-                       f"cancelled after {progress.done} rows; nothing was published")
-    except ValidationError as exc:
-        destination.abort()
-        return _finish(export, DatasetExport.Status.FAILED, progress, validation_text(exc))
-    except ExportError as exc:
-        destination.abort()
-        return _finish(export, DatasetExport.Status.FAILED, progress, str(exc))
-    except OSError as exc:
-        destination.abort()
-        return _finish(export, DatasetExport.Status.FAILED, progress, os_error_text(exc, "the export"))
-    except Exception as exc:
-        destination.abort()
-        _finish(export, DatasetExport.Status.FAILED, progress, f"{exc.__class__.__name__}: {exc}")
-        raise
-    return _finish(export, DatasetExport.Status.SUCCEEDED, progress, "", manifest=manifest)
+    destination = destination_open(destination_parse(export.destination), export.pk, attempt=lease.attempt)
+    progress = _Progress(lease, on_rows)
+    with lease.running():
+        try:
+            published = destination.published_manifest() if lease.attempt > 1 else None
+            if published is not None:  # an earlier attempt published, then its worker died
+                lease.succeed("published by an earlier attempt", manifest=published,
+                              rows_done=sum(f.get("rows") or 0 for f in published.get("files", [])))
+                return _refreshed(export)
+            lease.beat(rows_done=0)
+            destination.check()
+            manifest = _write(export, destination, progress, on_total)
+            lease.beat(rows_done=progress.done)  # the last chance to cancel: after this it is published
+            destination.publish()
+        except JobCancelled:
+            destination.abort()
+            lease.cancelled(f"cancelled after {progress.done} rows; nothing was published", rows_done=progress.done)
+            return _refreshed(export)
+        except JobLost:
+            destination.abort(remote=False)  # the files under the destination are the new attempt's now
+            raise
+        except ValidationError as exc:
+            destination.abort()
+            lease.fail(validation_text(exc), rows_done=progress.done)
+            return _refreshed(export)
+        except ExportError as exc:
+            destination.abort()
+            lease.fail(str(exc), rows_done=progress.done)
+            return _refreshed(export)
+        except OSError as exc:
+            destination.abort()
+            lease.fail(os_error_text(exc, "the export"), rows_done=progress.done)
+            return _refreshed(export)
+        except BaseException:
+            destination.abort()
+            raise
+        lease.succeed("", manifest=manifest, rows_done=progress.done)
+    return _refreshed(export)
 
 
 def validation_text(exc: ValidationError) -> str:
@@ -192,11 +246,7 @@ def validation_text(exc: ValidationError) -> str:
     return " ".join(exc.messages)
 
 
-def _finish(export, status, progress, message, *, manifest=None) -> DatasetExport:
-    fields = {"status": status, "message": message[:2000], "rows_done": progress.done, "finished_at": timezone.now()}
-    if manifest is not None:
-        fields["manifest"] = manifest
-    DatasetExport.objects.filter(pk=export.pk).update(**fields)
+def _refreshed(export: DatasetExport) -> DatasetExport:
     export.refresh_from_db()
     return export
 
@@ -204,9 +254,10 @@ def _finish(export, status, progress, message, *, manifest=None) -> DatasetExpor
 def _write(export: DatasetExport, destination, progress: _Progress, on_total) -> dict:
     options = ExportOptions.from_json(export.options, export_format=export.format)
     _check_inputs(export.project, export.format, options, export.filter_run)
+    statistics_refresh_if_stale(*_READ_MODELS)
     tables = FORMAT_TABLES[export.format](project=export.project, run=export.filter_run, options=options)
     total = sum(t.count for t in tables)
-    DatasetExport.objects.filter(pk=export.pk).update(rows_total=total)
+    progress.lease.beat(rows_total=total)
     if on_total:
         on_total(total)
     root = destination.root

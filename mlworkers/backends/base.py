@@ -4,8 +4,9 @@ A backend scores a prompt's images per aspect, judges a pair shown in a given or
 It returns one typed result per asked item: a value (with a rationale where the judge gives
 one) or a failure holding the judge's raw text. A pair may be asked several times (samples of
 a judge that samples, for self-consistency); each answer is its own item, tagged with its index. Backends never touch the database; the job
-runner in `mlworkers.services` feeds them and writes what they return.
+runner in `mlworkers.runner` feeds them and writes what they return.
 """
+import importlib.util
 from abc import ABC
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -84,6 +85,10 @@ class BackendError(Exception):
     """The backend cannot run at all (weights missing or of the wrong shape, endpoint down...)."""
 
 
+class BackendUnavailable(BackendError):
+    """This worker's Python lacks the packages the backend needs (an extra was not installed)."""
+
+
 ReadBytes = Callable[[str], bytes]  # storage key -> bytes
 
 
@@ -100,6 +105,31 @@ class Backend(ABC):
     name: ClassVar[str] = ""
     can_score: ClassVar[bool] = False
     can_judge_pairs: ClassVar[bool] = False
+    # Top-level modules the backend imports beyond the base install, and the extra providing them.
+    requires: ClassVar[tuple[str, ...]] = ()
+    extra: ClassVar[str] = ""
+
+    @classmethod
+    def missing_modules(cls) -> list[str]:
+        """The modules of `requires` this Python cannot import (nothing is imported to tell)."""
+        missing = []
+        for module in cls.requires:
+            try:
+                found = importlib.util.find_spec(module) is not None
+            except (ImportError, ValueError):  # a finder that blocks the name; a half-imported module
+                found = False
+            if not found:
+                missing.append(module)
+        return missing
+
+    @classmethod
+    def ensure_available(cls) -> None:
+        """Raise BackendUnavailable, naming the extra to install, when a required module is missing."""
+        missing = cls.missing_modules()
+        if missing:
+            raise BackendUnavailable(
+                f"this worker lacks the `{cls.extra}` extra ({', '.join(missing)}) needed by backend {cls.name}: "
+                f"install prefstudio[{cls.extra}] on the worker that serves the gpu queue")
 
     def parameters_with_defaults(self, defaults: dict) -> dict:
         """`self.parameters` over `defaults`; a name not in `defaults` (a typo) is a BackendError."""

@@ -30,6 +30,7 @@ from typing import ClassVar
 
 from mlworkers.backends.base import Backend, BackendError, ImageRef, ScoreRequest, ScoreResult, register
 from mlworkers.pipeline import default_num_workers, iter_preview_batches, split_normalisation
+from mlworkers.weights import resolve_device
 
 CLIPSCORE_WEIGHT = 2.5
 
@@ -41,6 +42,8 @@ class ClipFamilyBackend(Backend):
     (A dataclass again, so that the generated __init__ calls __post_init__, which loads the model.)"""
 
     can_score: ClassVar[bool] = True
+    requires: ClassVar[tuple[str, ...]] = ("torch", "torchvision", "open_clip")
+    extra: ClassVar[str] = "ml"
     default_aspect: ClassVar[str] = "overall"
     needs_prompt: ClassVar[bool] = True
 
@@ -49,10 +52,7 @@ class ClipFamilyBackend(Backend):
         self.aspect = str(params.get("aspect") or self.default_aspect)
         self.batch_size = _int_parameter(params, "batch_size", 32, minimum=1)
         self.num_workers = _int_parameter(params, "num_workers", default_num_workers(), minimum=0)
-        if self.device in ("", "auto"):
-            from mlworkers.weights import pick_device
-
-            self.device = pick_device()
+        self.device = resolve_device(self.device)
         self.load()
 
     # --- what a family member provides -------------------------------------------------------
@@ -227,6 +227,7 @@ class PickScoreBackend(ClipFamilyBackend):
 
     name = "pickscore"
     default_aspect = "overall"
+    requires = ("torch", "transformers")  # transformers' image processor runs without torchvision
 
     def load(self) -> None:
         from mlworkers.backends.clip_models import HFImagePreprocess, load_hf_clip

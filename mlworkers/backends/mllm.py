@@ -21,6 +21,7 @@ from mlworkers.backends.base import (
     Aspect, Backend, BackendError, ImageRef, PairRequest, PairResult, ScoreRequest, ScoreResult, register,
 )
 from mlworkers.verdicts import UnreadableAnswer, pair_prompt, parse_pair, parse_scores, score_prompt
+from mlworkers.weights import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,8 @@ class TransformersMLLMBackend(Backend):
     name = "mllm_transformers"
     can_score = True
     can_judge_pairs = True
+    requires = ("torch", "transformers")
+    extra = "ml"
 
     def __post_init__(self):
         """Check the parameters and load the model and processor once (BackendError if either fails)."""
@@ -95,6 +98,7 @@ class TransformersMLLMBackend(Backend):
             raise BackendError(f"{self.name}: temperature must be above 0 (for greedy answers leave do_sample false)")
         self._do_sample = params["do_sample"]
         self._image_source = params["image_source"]
+        self.device = resolve_device(self.device)
         self._model, self._processor = self._load(params["dtype"])
 
     def __repr__(self):

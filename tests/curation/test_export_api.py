@@ -29,11 +29,11 @@ def test_local_destinations_outside_the_export_folder_are_refused(project, resea
     response = client_for(researcher).post("/api/v1/projects/cats/exports/",
                                            {"format": "pamela", "destination": "/etc/prefstudio"}, format="json")
 
-    assert response.status_code == 400 and "must lie under the export folder" in str(response.json())
+    assert response.status_code == 400 and "must lie in this project's export folder" in str(response.json())
 
 
 @pytest.mark.django_db
-def test_a_pending_export_can_be_cancelled(project, researcher):
+def test_a_queued_export_can_be_cancelled(project, researcher):
     client = client_for(researcher)
     created = client.post("/api/v1/projects/cats/exports/", {"format": "pamela"}, format="json").json()
 
@@ -41,7 +41,7 @@ def test_a_pending_export_can_be_cancelled(project, researcher):
 
     assert cancelled["status"] == "cancelled" and cancelled["message"] == "cancelled before it started"
     again = client.post(f"/api/v1/exports/{created['id']}/cancel/")
-    assert again.status_code == 400 and "only a pending or running export" in str(again.json())
+    assert again.status_code == 400 and "only a queued or running job can be cancelled" in str(again.json())
 
 
 @pytest.mark.worker

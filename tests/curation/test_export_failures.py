@@ -66,11 +66,23 @@ def test_a_destination_without_write_permission_fails_with_a_clear_message(data)
     assert "no permission to write the destination /sys/prefstudio-export" in export.message
 
 
-def test_a_destination_that_already_holds_files_is_never_overwritten(data, tmp_path):
+def test_a_destination_that_already_holds_files_is_refused_when_the_export_is_asked_for(data, tmp_path):
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "notes.txt").write_text("keep me")
 
-    export = build(data, tmp_path / "taken")
+    with pytest.raises(ValidationError, match="already exists and is not an empty folder"):
+        build(data, tmp_path / "taken")
+
+    assert (tmp_path / "taken" / "notes.txt").read_text() == "keep me" and DatasetExport.objects.count() == 0
+
+
+def test_files_that_appear_in_the_destination_before_the_build_are_never_overwritten(data, tmp_path):
+    created = dataset_export_create(project=data.project, format="pickapic", destination=str(tmp_path / "taken"),
+                                    filter_run=data.run, anywhere=True, enqueue=False)
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("keep me")
+
+    export = dataset_export_build(export_id=created.pk)
 
     assert export.status == "failed" and "already exists and is not an empty folder" in export.message
     assert (tmp_path / "taken" / "notes.txt").read_text() == "keep me"
@@ -193,10 +205,11 @@ def test_an_s3_export_uploads_every_file_and_the_manifest_last(data, s3_settings
     assert hashlib.sha256(body).hexdigest() == shard["sha256"]
 
 
-def test_an_s3_export_to_a_missing_bucket_fails_clearly(data, s3_settings):
-    export = build(data, "s3://no-such-bucket-here/x")
+def test_an_s3_export_to_a_missing_bucket_is_refused_clearly(data, s3_settings):
+    with pytest.raises(ValidationError) as caught:
+        build(data, "s3://no-such-bucket-here/x")
 
-    assert export.status == "failed" and export.message == "bucket 'no-such-bucket-here' does not exist"
+    assert caught.value.message_dict == {"destination": ["bucket 'no-such-bucket-here' does not exist"]}
 
 
 def test_a_failed_s3_export_deletes_what_it_had_uploaded(data, s3_settings):

@@ -4,13 +4,18 @@ from django.core.exceptions import ValidationError
 from rest_framework.test import APIClient
 
 from annotation.services import membership_set
-from mlworkers import services
-from mlworkers.models import AutoAnnotationJob
+from mlworkers import runner, services
+from mlworkers.models import AutoAnnotationChunk, AutoAnnotationJob
 from tests.factories import UserFactory, prompts_with_all_pairs
 from tests.mlworkers.chat_server import alternating_verdicts
 
 pytestmark = pytest.mark.django_db
 Job = AutoAnnotationJob
+
+
+def chunk_items(chunk_ids) -> list[list[int]]:
+    by_id = dict(AutoAnnotationChunk.objects.filter(pk__in=chunk_ids).values_list("pk", "item_ids"))
+    return [by_id[pk] for pk in chunk_ids]
 
 
 @pytest.fixture
@@ -55,7 +60,7 @@ def test_launch_refuses_unknown_aspects(filled_project, judge):
 def test_launching_the_same_job_twice_is_refused(filled_project, judge):
     first = services.auto_job_launch(project=filled_project, annotator=judge, kind="pairs")
 
-    with pytest.raises(ValidationError, match=f"job {first.pk} with this annotator is already pending"):
+    with pytest.raises(ValidationError, match=f"job {first.pk} with this annotator is already queued"):
         services.auto_job_launch(project=filled_project, annotator=judge, kind="pairs")
     assert Job.objects.count() == 1
 
@@ -64,29 +69,29 @@ def test_planning_packs_whole_prompts_and_counts_both_orders(filled_project, jud
     settings.AUTO_JOB_CHUNK_ITEMS = 7
     job = services.auto_job_launch(project=filled_project, annotator=judge, kind="pairs", orders="both")
 
-    chunks = services.auto_job_start(job_id=job.pk)
+    chunks = runner.auto_job_start(job_id=job.pk, send=False)
 
     job.refresh_from_db()
     assert job.status == "running" and job.items_total == 30 and job.chunks_total == len(chunks)
-    assert [len(c) for c in chunks] == [6, 6, 3]  # 3 pairs a prompt, never split
-    assert services.auto_job_start(job_id=job.pk) == []  # planning twice plans nothing
+    assert [len(items) for items in chunk_items(chunks)] == [6, 6, 3]  # 3 pairs a prompt, never split
+    assert runner.auto_job_start(job_id=job.pk, send=False) == []  # planning twice plans nothing
 
 
 def test_sample_scope_takes_n_items(filled_project, judge):
     job = services.auto_job_launch(project=filled_project, annotator=judge, kind="score", scope="sample",
                                    sample_size=4)
 
-    chunks = services.auto_job_start(job_id=job.pk)
+    chunks = runner.auto_job_start(job_id=job.pk, send=False)
 
-    assert sum(len(c) for c in chunks) == 4
+    assert sum(len(items) for items in chunk_items(chunks)) == 4
 
 
 def test_cancel_stops_a_job_and_its_chunks_do_nothing(filled_project, judge):
     job = services.auto_job_launch(project=filled_project, annotator=judge, kind="score")
-    chunks = services.auto_job_start(job_id=job.pk)
+    chunks = runner.auto_job_start(job_id=job.pk, send=False)
 
     services.auto_job_cancel(job=job)
-    services.auto_job_run_chunk(job_id=job.pk, item_ids=chunks[0])
+    runner.auto_job_run_chunk(chunk_id=chunks[0])
 
     job.refresh_from_db()
     assert job.status == "cancelled" and job.items_done == 0 and job.chunks_done == 0
@@ -94,10 +99,10 @@ def test_cancel_stops_a_job_and_its_chunks_do_nothing(filled_project, judge):
 
 def test_a_job_whose_annotator_changed_fails_instead_of_mixing_versions(filled_project, judge):
     job = services.auto_job_launch(project=filled_project, annotator=judge, kind="score")
-    chunks = services.auto_job_start(job_id=job.pk)
+    chunks = runner.auto_job_start(job_id=job.pk, send=False)
     services.machine_annotator_update(annotator=judge, prompt_template="Rate {prompt} differently")
 
-    services.auto_job_run_chunk(job_id=job.pk, item_ids=chunks[0])
+    runner.auto_job_run_chunk(chunk_id=chunks[0])
 
     job.refresh_from_db()
     assert job.status == "failed" and "changed since launch" in job.message
@@ -129,7 +134,7 @@ def test_only_project_admins_launch_jobs(filled_project, judge, researcher, plat
     launched = admin_client.post("/api/v1/projects/cats/auto-jobs/", payload, format="json")
 
     assert refused.status_code == 403
-    assert launched.status_code == 202 and launched.json()["status"] == "pending"
+    assert launched.status_code == 202 and launched.json()["status"] == "queued"
     detail = admin_client.get(f"/api/v1/auto-jobs/{launched.json()['id']}/").json()
     assert detail["progress"] == {"done": 0, "failed": 0, "total": 0, "rate_per_s": 0.0, "seconds_left": None}
     assert researcher_client.get(f"/api/v1/auto-jobs/{launched.json()['id']}/").status_code == 404
@@ -189,11 +194,11 @@ def test_planning_counts_pairs_times_orders_times_samples_and_shrinks_chunks(fil
     settings.AUTO_JOB_CHUNK_ITEMS = 7
     job = services.auto_job_launch(project=filled_project, annotator=sampling_judge(), kind="pairs", samples=3)
 
-    chunks = services.auto_job_start(job_id=job.pk)
+    chunks = runner.auto_job_start(job_id=job.pk, send=False)
 
     job.refresh_from_db()
     assert job.samples == 3 and job.items_total == 15 * 2 * 3
-    assert [len(c) for c in chunks] == [3] * 5  # 7 // 3 = 2 pairs a chunk, but a prompt's 3 stay together
+    assert [len(items) for items in chunk_items(chunks)] == [3] * 5  # 7 // 3 = 2 pairs a chunk, but a prompt's 3 stay together
 
 
 def test_a_rerun_asks_only_the_pair_order_sample_keys_not_stored_and_writes_nothing_twice(imported, chat_server):
@@ -210,8 +215,8 @@ def test_a_rerun_asks_only_the_pair_order_sample_keys_not_stored_and_writes_noth
         aspect="aesthetic", choice="tie", left_image=left, sample=s, rationale="stored before") for c, left, s in stored])
     job = services.auto_job_launch(project=imported, annotator=judge, kind="pairs", aspects=["aesthetic"], samples=3)
 
-    for chunk in services.auto_job_start(job_id=job.pk):
-        services.auto_job_run_chunk(job_id=job.pk, item_ids=chunk)
+    for chunk in runner.auto_job_start(job_id=job.pk, send=False):
+        runner.auto_job_run_chunk(chunk_id=chunk)
 
     job.refresh_from_db()
     assert job.status == "succeeded" and job.items_total == 5 * 2 * 3 and job.items_done == 30
@@ -224,7 +229,7 @@ def test_a_rerun_asks_only_the_pair_order_sample_keys_not_stored_and_writes_noth
         assert set(rows.filter(comparison=comparison).values_list("choice", flat=True)) == {"a", "b"}
 
     services.auto_job_resume(job=job)
-    assert services.auto_job_start(job_id=job.pk) == []
+    assert runner.auto_job_start(job_id=job.pk, send=False) == []
     job.refresh_from_db()
     assert job.status == "succeeded" and job.message == "nothing left to annotate"
     assert rows.count() == 36 and len(chat_server.requests) == 25

@@ -27,7 +27,7 @@ def admin_client(imported):
 
 def finished_job(client, job_id):
     body = client.get(f"/api/v1/auto-jobs/{job_id}/").json()
-    return body if body["status"] not in ("pending", "running") else None
+    return body if body["status"] not in ("queued", "running", "cancelling") else None
 
 
 def test_pair_job_asks_both_orders_records_failures_and_resumes_without_duplicates(

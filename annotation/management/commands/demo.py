@@ -245,7 +245,8 @@ class DemoProcesses:
         manage = str(Path(settings.BASE_DIR) / "manage.py")
         commands = {
             "web": [sys.executable, manage, "runserver", self.addr, "--noreload"],
-            "worker": [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "default,gpu",
+            # -B: the worker also runs Celery beat, whose reaper moves on jobs whose worker died.
+            "worker": [sys.executable, "-m", "celery", "-A", "config", "worker", "-B", "-Q", "default,gpu",
                        "-l", "info", "--concurrency", "1"],
         }
         for name, argv in commands.items():

@@ -74,7 +74,7 @@ function render(job) {
   const bar = field("job-bar");
   bar.max = Math.max(1, p.total);
   bar.value = p.done + p.failed;
-  const active = job.status === "pending" || job.status === "running";
+  const active = ["queued", "running", "cancelling"].includes(job.status);
   field("job-cancel").disabled = !active;
   field("job-resume").disabled = active;
   return active;

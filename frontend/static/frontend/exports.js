@@ -72,7 +72,7 @@ function render(exported) {
   const bar = field("export-bar");
   bar.max = Math.max(1, exported.rows_total);
   bar.value = exported.rows_done;
-  const active = ["pending", "running", "cancelling"].includes(exported.status);
+  const active = ["queued", "running", "cancelling"].includes(exported.status);
   field("export-cancel").disabled = !active;
   field("export-archive").hidden = exported.status !== "succeeded";
   renderFiles(exported.files);
