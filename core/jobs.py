@@ -192,6 +192,7 @@ def _worker_lost(job: Job, now) -> None:
                    f"{seen}); the job may be killing its worker (memory?). Start it again once that is fixed")
     job.save(update_fields=["status", "finished_at", "message"])
     log.warning("%s: %s", label(job), job.message)
+    _enqueue(job.cleanup_task, job)  # what the dead attempts staged
 
 
 # --- what people and the reaper do ------------------------------------------------------------

@@ -30,7 +30,8 @@ class Job(models.Model):
     FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
     # What the reaper sends to run the job again (a Celery task name taking the job's id), and
-    # to clean up what a dead or cancelled run left behind (None: nothing is ever staged).
+    # what is sent when a job ends without its worker (cancelled, or failed as "worker lost") to
+    # clean up after it (None: nothing to do).
     run_task: str = ""
     cleanup_task: str | None = None
 

@@ -45,6 +45,7 @@ def auto_job_start(*, job_id: int, send: bool = True) -> list[int]:
         except JobCancelled:  # cancelled while planning: its chunks, if sent, find it not running
             lease.cancelled("cancelled while it was being planned")
             return []
+    return []  # taken over by another worker meanwhile
 
 
 def _plan(lease, job_id: int, send: bool) -> list[int]:

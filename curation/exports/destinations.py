@@ -110,7 +110,7 @@ class LocalFolder:
     def abort(self, remote: bool = True) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
 
-    def discard(self) -> None:
+    def discard(self, remote: bool = True) -> None:
         """Every attempt's staging folder (the export did not succeed)."""
         if self.target.parent.is_dir():
             for leftover in self.target.parent.glob(f"{self.staging_prefix}*"):
@@ -217,13 +217,15 @@ class S3Prefix:
             raise ExportError(f"cannot reach the S3 endpoint for bucket {self.bucket!r}: {exc}") from exc
         return keys
 
-    def discard(self) -> None:
-        """Everything under the prefix (it was empty when the export claimed it) and every
-        attempt's staging folder."""
-        try:
-            self._delete(self.existing_keys())
-        except ExportError:
-            pass
+    def discard(self, remote: bool = True) -> None:
+        """Every attempt's staging folder and, with `remote`, everything under the prefix (it was
+        empty when the export claimed it, and no other export may claim it or a place inside it
+        while this one holds it)."""
+        if remote:
+            try:
+                self._delete(self.existing_keys())
+            except ExportError:
+                pass
         if self.staging_root.is_dir():
             for leftover in self.staging_root.glob(f"{self.staging_prefix}*"):
                 shutil.rmtree(leftover, ignore_errors=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from annotation.models import AspectScore, Comparison, Image, PersonalRating, PreferenceJudgment, Prompt
 from core.jobs import JobCancelled, JobLease, JobLost, job_cancel, job_claim
@@ -80,12 +81,12 @@ def _claim(export: DatasetExport, destination: str, *, last: bool) -> bool:
     Returns False for a taken default candidate (the next is tried); raises on the last one."""
     parsed = destination_parse(destination)
     key = destination_key(parsed)
-    holder = (DatasetExport.objects.exclude(status__in=(DatasetExport.Status.FAILED, DatasetExport.Status.CANCELLED))
-              .filter(destination_key=key).exclude(pk=export.pk).values_list("pk", flat=True).first())
+    holder = _live_claims(key).exclude(pk=export.pk).values_list("pk", "destination").first()
     try:
         if holder is not None:
-            raise ValidationError({"destination": f"{destination} is claimed by export {holder}; choose another "
-                                                  f"destination (one export publishes to one place)"})
+            where = "is claimed by" if destination_key(destination_parse(holder[1])) == key else "overlaps"
+            raise ValidationError({"destination": f"{destination} {where} export {holder[0]} ({holder[1]}); choose "
+                                                  f"another destination (one export publishes to one place)"})
         if export.destination == "" and not last:
             destination_check_free(parsed)
         with transaction.atomic():  # a concurrent claim of the same place fails here, on the unique key
@@ -101,6 +102,18 @@ def _claim(export: DatasetExport, destination: str, *, last: bool) -> bool:
         raise
     export.destination, export.destination_key = destination, key
     return True
+
+
+def _live_claims(key: str):
+    """Exports (not failed or cancelled) whose destination is `key`, lies inside it, or holds it:
+    a dataset inside another's folder or prefix would be read as part of it."""
+    nested_in = [str(p) for p in Path(key).parents] if not key.startswith("s3://") else [
+        key[:key.index("/", len("s3://")) + 1] + "/".join(key.split("/")[3:][:n])
+        for n in range(len(key.split("/")[3:]))]
+    inside = key.rstrip("/") + "/"
+    return (DatasetExport.objects.exclude(status__in=(DatasetExport.Status.FAILED, DatasetExport.Status.CANCELLED))
+            .filter(Q(destination_key=key) | Q(destination_key__startswith=inside) | Q(destination_key__in=nested_in))
+            .exclude(destination_key=""))
 
 
 def _default_destinations(export: DatasetExport) -> list[str]:
@@ -168,7 +181,10 @@ def dataset_export_cleanup(*, export_id: int) -> None:
     export = DatasetExport.objects.filter(pk=export_id).first()
     if export is None or export.status not in (DatasetExport.Status.FAILED, DatasetExport.Status.CANCELLED):
         return
-    destination_open(destination_parse(export.destination), export.pk, attempt=export.attempts).discard()
+    # The claim was released when this export ended: another may have claimed the place since.
+    reclaimed = _live_claims(export.destination_key).exists() if export.destination_key else False
+    destination_open(destination_parse(export.destination), export.pk, attempt=export.attempts).discard(
+        remote=not reclaimed)
 
 
 _WHAT = {"pickapic": "human pairwise judgments on this aspect", "trl": "decided pairs",
