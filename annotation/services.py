@@ -132,16 +132,16 @@ def import_job_create(*, project: Project, creator, manifest: bytes, images_root
     return job
 
 
-def import_job_run(*, job_id: int) -> ImportJob | None:
+def import_job_run(*, job_id: int) -> ImportJob:
     """Run a queued import job to its end, recording progress and per-line errors with each chunk.
 
     Safe to deliver twice: only a queued job, or a running one whose worker died, is claimed. A
     job taken over goes on after its last committed chunk (its lines, errors and counters were
     committed with it); then the project's work units are opened."""
     lease = job_claim(ImportJob, job_id)
-    if lease is None:
-        return None
     job = ImportJob.objects.select_related("project").get(pk=job_id)
+    if lease is None:  # finished, or another worker has it
+        return job
     summary = ImportSummary(lines=job.lines_done, images_created=job.images_created, duplicates=job.duplicates,
                             prompts_created=job.prompts_created, comparisons_created=job.comparisons_created)
     rejected = job.rejected

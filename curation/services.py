@@ -57,14 +57,14 @@ def filter_run_create(*, project: Project, name: str, rules: dict | None, create
     return run
 
 
-def filter_run_execute(*, run_id: int) -> FilterRun | None:
+def filter_run_execute(*, run_id: int) -> FilterRun:
     """Compute a run's verdicts and report and store them in one transaction. Safe to deliver
     twice: only a queued run, or a running one whose worker died (it is computed again from the
     start), is claimed; a cancel is honoured before and after the computation."""
     lease = job_claim(FilterRun, run_id)
-    if lease is None:
-        return None
     run = FilterRun.objects.select_related("project").get(pk=run_id)
+    if lease is None:  # finished, or another worker has it
+        return run
     with lease.running():
         try:
             FilterRules.from_json(run.rules)

@@ -193,7 +193,7 @@ def filter_run(request, run_id: int):
     from annotation.models import PreferenceJudgment
     from curation.models import FilterRun, UnitVerdict
 
-    run = FilterRun.objects.select_related("project").filter(pk=run_id).first()
+    run = FilterRun.objects.select_related("project", "created_by").filter(pk=run_id).first()
     if run is None or not _can_manage(request.user, run.project):
         raise Http404(f"No filter run {run_id} that you can see.")
     verdicts = list(UnitVerdict.objects.filter(run=run, keep=False)

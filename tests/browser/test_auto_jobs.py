@@ -53,6 +53,7 @@ def test_admin_launches_watches_cancels_and_resumes_a_job(page, live_server, cel
     assert PreferenceJudgment.objects.filter(source="machine").count() == 36
     assert page.get_by_test_id("job-failed").inner_text() == "0"
     assert page.get_by_test_id("job-rate").inner_text().endswith("items/s")
+    assert page.get_by_test_id("job-life").inner_text().startswith("started by pat at ")
 
 
 def test_the_launch_form_sends_samples_and_shows_a_refusal_naming_them(page, live_server, imported):

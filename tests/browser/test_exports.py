@@ -19,6 +19,7 @@ def test_researcher_exports_a_dataset_watches_it_and_downloads_a_file(page, live
     page.get_by_test_id("export-archive").wait_for(state="visible", timeout=60_000)
 
     assert page.get_by_test_id("export-status").inner_text() == "succeeded"
+    assert page.get_by_test_id("export-life").inner_text().startswith("started by rita at ")
     link = page.get_by_test_id("export-file-manifest.json")
     with page.expect_download() as download:
         link.click()

@@ -15,6 +15,8 @@ from annotation.models import (
 )
 from annotation.services import profile_update
 from curation import services as curation_services
+from curation.models import FilterRun
+from tests.conftest import wait_for
 from tests.factories import MembershipFactory, UserFactory
 
 # Usernames and emails that must never appear in an export.
@@ -101,6 +103,7 @@ def build_export_data(project, *, prompts=4, images_per_prompt=3, seed=1) -> Exp
     run = curation_services.filter_run_create(
         project=project, name="export-test", rules={"consensus": "majority", "min_judgments": 2,
                                                     "exclude_position_biased": False, "min_rater_agreement": None})
-    data.run = curation_services.filter_run_execute(run_id=run.pk)
+    curation_services.filter_run_execute(run_id=run.pk)  # here, unless a test's worker took it first
+    data.run = wait_for(lambda: (r := FilterRun.objects.get(pk=run.pk)).is_finished and r, what="the filter run")
     assert data.run.status == "succeeded", data.run.message
     return data

@@ -290,3 +290,16 @@ def test_raters_failing_gold_units_are_left_out_with_their_accuracy(project):
     assert raters["r1"]["gold_answers"] == 20 and raters["r1"]["gold_accuracy"] >= 0.8 and not raters["r1"]["excluded"]
     for name in ("lefty", "clicker"):
         assert raters[name]["excluded"].startswith("gold accuracy"), raters[name]
+
+
+def test_a_queued_filter_run_is_cancelled_from_its_page_and_the_page_says_so(project, researcher, client):
+    run = services.filter_run_create(project=project, name="nightly", rules={}, created_by=researcher)
+    client.force_login(researcher)
+
+    page = client.get(f"/filter-runs/{run.pk}/").content.decode()
+    response = client.post(f"/filter-runs/{run.pk}/cancel/")
+
+    assert 'data-testid="run-cancel"' in page and "started by rita" in page
+    run.refresh_from_db()
+    assert response.status_code == 302 and run.status == "cancelled" and run.message == "cancelled before it started"
+    assert 'data-testid="run-cancel"' not in client.get(f"/filter-runs/{run.pk}/").content.decode()

@@ -70,3 +70,15 @@ export async function request(method, url, body, { keepalive = false } = {}) {
 export const get = (url) => request("GET", url);
 export const post = (url, body, options) => request("POST", url, body, options);
 export const put = (url, body) => request("PUT", url, body);
+
+// One line on a background job's life (imports, auto-annotation, filter runs, exports): who
+// started it and when, which attempt runs it, and, while it runs, its worker's last sign of life.
+export function jobLifeText(job) {
+  const when = (iso) => (iso ? new Date(iso).toLocaleString() : "-");
+  const parts = [`started by ${job.created_by || "nobody known"} at ${when(job.created_at)}`];
+  if (job.attempts > 1) parts.push(`attempt ${job.attempts} (an earlier worker stopped)`);
+  if (job.heartbeat_at && ["running", "cancelling"].includes(job.status)) {
+    parts.push(`worker last seen ${when(job.heartbeat_at)}`);
+  }
+  return parts.join(" · ");
+}

@@ -1,6 +1,6 @@
 // Launching and watching auto-annotation jobs: a form that posts to the API, and a job page
 // that polls the job's status every second while it runs. Text goes in with textContent only.
-import { get, post } from "./api.js";
+import { get, jobLifeText, post } from "./api.js";
 
 const launchForm = document.getElementById("launch-form");
 const jobSection = document.getElementById("job");
@@ -66,6 +66,7 @@ function render(job) {
   const p = job.progress;
   field("job-status").textContent = job.status;
   field("job-message").textContent = job.message;
+  field("job-life").textContent = jobLifeText(job);
   field("job-done").textContent = p.done;
   field("job-failed").textContent = p.failed;
   field("job-total").textContent = p.total;

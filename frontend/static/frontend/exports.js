@@ -1,6 +1,6 @@
 // Dataset exports: a form that posts to the API, and an export page that polls the export while
 // it runs, then lists its files with download links. Text goes in with textContent only.
-import { get, post } from "./api.js";
+import { get, jobLifeText, post } from "./api.js";
 
 const form = document.getElementById("export-form");
 const section = document.getElementById("export");
@@ -68,6 +68,7 @@ function renderFiles(files) {
 function render(exported) {
   field("export-status").textContent = exported.status;
   field("export-message").textContent = exported.message;
+  field("export-life").textContent = jobLifeText(exported);
   field("export-rows").textContent = `${exported.rows_done} / ${exported.rows_total}`;
   const bar = field("export-bar");
   bar.max = Math.max(1, exported.rows_total);
