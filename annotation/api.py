@@ -149,11 +149,16 @@ class ProjectDetailApi(APIView):
 # --- members ------------------------------------------------------------------------------
 
 class MembershipOutputSerializer(serializers.ModelSerializer):
+    """A member as their project's researchers and admins see them (no one else is shown this)."""
+
     username = serializers.CharField(source="user.username")
+    pseudonym = serializers.UUIDField(source="user.annotator_profile.pseudonym", read_only=True,
+                                      help_text="The stable id exported datasets name this person by "
+                                                "(`user_id`); never their username or email.")
 
     class Meta:
         model = Membership
-        fields = ["username", "role", "status", "status_reason", "created_at"]
+        fields = ["username", "pseudonym", "role", "status", "status_reason", "created_at"]
 
 
 class MembershipInputSerializer(serializers.Serializer):
@@ -182,7 +187,8 @@ class MemberListCreateApi(ListApi):
 
     def rows(self):
         project = selectors.project_get_for_user(user=self.request.user, slug=self.kwargs["slug"], manage=True)
-        return Membership.objects.filter(project=project).select_related("user").order_by("user__username")
+        services.member_profiles_ensure(project=project)
+        return selectors.membership_list(project=project)
 
     @extend_schema(operation_id="members_list", responses={200: MembershipOutputSerializer(many=True), **ERRORS})
     def get(self, request, slug):

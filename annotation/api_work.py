@@ -162,16 +162,19 @@ class ProfileSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = AnnotatorProfile
-        fields = ["consent", "consent_at", "age_band", "gender", "nationality", "art_experience",
+        fields = ["pseudonym", "consent", "consent_at", "age_band", "gender", "nationality", "art_experience",
                   "photography_experience"]
-        read_only_fields = ["consent_at"]
+        read_only_fields = ["pseudonym", "consent_at"]
+        extra_kwargs = {"pseudonym": {"help_text": "The stable id exported datasets name you by (never your "
+                                                   "username or email)."}}
 
 
 class MyProfileApi(APIView):
     @extend_schema(operation_id="me_profile_retrieve", responses={200: ProfileSerializer, **ERRORS})
     def get(self, request):
-        profile = AnnotatorProfile.objects.filter(user=request.user).first() or AnnotatorProfile(user=request.user)
-        return Response(ProfileSerializer(profile).data)
+        from annotation.services import annotator_profile_ensure
+
+        return Response(ProfileSerializer(annotator_profile_ensure(user=request.user)).data)
 
     @extend_schema(operation_id="me_profile_update", request=ProfileSerializer,
                    responses={200: ProfileSerializer, **ERRORS})

@@ -47,6 +47,13 @@ def project_get_for_user(*, user, slug: str, manage: bool = False) -> Project:
     return project
 
 
+def membership_list(*, project: Project) -> QuerySet[Membership]:
+    """The project's members by username, each with their profile (for the pseudonym): only for
+    the project's researchers and admins, who reach it through `project_get_for_user(manage=True)`."""
+    return (Membership.objects.filter(project=project).select_related("user__annotator_profile")
+            .order_by("user__username"))
+
+
 def membership_for_work(*, user, slug: str) -> Membership:
     """The person's membership of project `slug`, with the project, in one query: NotFound when
     they may not see it, PermissionDenied when they see it without being a member."""

@@ -62,6 +62,7 @@ def project_create(*, creator, slug: str, name: str, **fields) -> Project:
     project.full_clean()
     project.save()
     Membership.objects.create(project=project, user=creator, role=Membership.Role.RESEARCHER)
+    annotator_profiles_ensure(user_ids=[creator.pk])
     return project
 
 
@@ -81,10 +82,12 @@ def project_update(*, project: Project, **fields) -> Project:
 
 @transaction.atomic
 def membership_set(*, project: Project, user, role: str) -> Membership:
-    """Add `user` to `project` with `role`, or change the role of an existing member."""
+    """Add `user` to `project` with `role`, or change the role of an existing member. A member
+    has a profile (hence the pseudonym exports name them by) from then on."""
     if role not in Membership.Role.values:
         raise ValidationError({"role": f"unknown role {role!r}; choose from {Membership.Role.values}"})
     membership, created = Membership.objects.get_or_create(project=project, user=user, defaults={"role": role})
+    annotator_profiles_ensure(user_ids=[user.pk])
     if not created and membership.role != role:
         membership.role = role
         membership.save(update_fields=["role"])
@@ -220,6 +223,23 @@ def annotator_profiles_ensure(*, user_ids) -> None:
                                          ignore_conflicts=True, batch_size=1000)
 
 
+def annotator_profile_ensure(*, user) -> AnnotatorProfile:
+    """The person's profile, created bare (no consent, no demographics) if they have none, so the
+    pseudonym they are shown is the one every export will use."""
+    annotator_profiles_ensure(user_ids=[user.pk])
+    return AnnotatorProfile.objects.get(user=user)
+
+
+def member_profiles_ensure(*, project: Project) -> None:
+    """Every member of `project` has a profile, so a members list names each by the pseudonym
+    exports use (members added before profiles came with membership, or outside
+    `membership_set`, may have none yet)."""
+    missing = list(Membership.objects.filter(project=project, user__annotator_profile__isnull=True)
+                   .values_list("user_id", flat=True))
+    if missing:
+        annotator_profiles_ensure(user_ids=missing)
+
+
 SUSPENSION_MARK = "annotator suspended"
 
 
@@ -237,6 +257,7 @@ def membership_suspend(*, project: Project, user, reason: str) -> Membership:
     from annotation.models import Assignment
 
     membership = Membership.objects.select_for_update().get(project=project, user=user)
+    annotator_profiles_ensure(user_ids=[user.pk])  # the answer names the member by pseudonym too
     membership.status = Membership.Status.SUSPENDED
     membership.status_reason = reason[:500]
     membership.status_changed_at = timezone.now()
@@ -260,6 +281,7 @@ def membership_suspend(*, project: Project, user, reason: str) -> Membership:
 def membership_reinstate(*, project: Project, user) -> Membership:
     """Undo a suspension: the person may work again and their judgments count again."""
     membership = Membership.objects.select_for_update().get(project=project, user=user)
+    annotator_profiles_ensure(user_ids=[user.pk])  # the answer names the member by pseudonym too
     membership.status = Membership.Status.ACTIVE
     membership.status_reason = ""
     membership.status_changed_at = timezone.now()

@@ -25,6 +25,11 @@ def code_version() -> str:
         return "prefstudio (not installed)"
 
 
+def export_notes(tables: list[Table]) -> list[str]:
+    """What the tables say about how the dataset was made, each once, in table order."""
+    return list(dict.fromkeys(note for table in tables for note in table.notes))
+
+
 def manifest_build(*, export, tables: list[Table], files: list[dict], rows: dict) -> dict:
     run = export.filter_run
     return {
@@ -36,6 +41,7 @@ def manifest_build(*, export, tables: list[Table], files: list[dict], rows: dict
         "options": export.options,
         "code_version": code_version(),
         "rows": rows,
+        "notes": export_notes(tables),
         "files": sorted(files, key=lambda f: f["path"]),
     }
 
@@ -80,6 +86,9 @@ def card_bytes(*, export, tables: list[Table], schemas: dict, rows: dict, files:
     for config, splits in rows.items():
         for split, count in splits.items():
             lines.append(f"| {config} | {split} | {count} |")
+    notes = export_notes(tables)
+    if notes:
+        lines += ["", "## Notes", "", *(f"- {note}" for note in notes)]
     for name, group in configs.items():
         lines += ["", f"## Columns of `{name}`", "", "| column | meaning |", "|---|---|"]
         for column, meaning in (group[0].description or {}).items():

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from itertools import combinations
 
 import pyarrow as pa
+from django.db import connection
 
 from annotation.models import MachineAnnotator
 from curation.exports.options import ExportOptions
@@ -183,11 +184,37 @@ PAMELA_FIELDS = [
 class PamelaSplitter:
     """Which split a (person, image) rating falls in. People held out are unseen: all their
     ratings go to val_unseen or test_unseen (half the people each). The other people's ratings of
-    held-out images go to val_seen or test_seen (half the images each); the rest is train. Shares
-    are drawn by hashing the pseudonym or uid with the seed, so adding data moves no one."""
+    held-out images go to val_seen or test_seen (half the images each); the rest is train.
 
-    def __init__(self, options: ExportOptions):
+    Shares are drawn by hashing the pseudonym or uid with the seed: a person (image) is held out
+    when their draw is below the share, so adding data moves no one. A share of people is a
+    fraction, and a handful of people may all draw above it, leaving the unseen splits empty;
+    then, once two or more people rated, the one with the lowest draw is held out (the person a
+    growing share would take first). They stay unseen while the set of people is the same; a new
+    person who draws lower, or below the share, takes their place. A single person is never held
+    out by a share: nothing would be left to train on. A list of pseudonyms is used as given.
+    `notes` says, for the dataset card, when one of these two rules applied."""
+
+    def __init__(self, options: ExportOptions, *, people: Iterable[str]):
+        """`people`: the pseudonyms of everyone whose ratings the export holds."""
         self.options = options
+        self.picked: str | None = None  # held out by the at-least-one rule
+        self.nobody = False  # a share that would hold out the only person holds out no one
+        self.notes: tuple[str, ...] = ()
+        share = options.unseen_people
+        if isinstance(share, list) or share <= 0:
+            return
+        people = sorted(set(people))
+        if len(people) == 1:
+            self.nobody = True
+            self.notes = ((f"Only one person rated: unseen_people = {share} holds out no one, so val_unseen and "
+                           f"test_unseen are empty (holding out the only person would leave nothing to train on)."),)
+        elif people and not any(self._draw(options.seed, "person", p) < share for p in people):
+            self.picked = min(people, key=lambda p: (self._draw(options.seed, "person", p), p))
+            split = "test_unseen" if self._draw(options.seed, "person-half", self.picked) < 0.5 else "val_unseen"
+            self.notes = ((f"unseen_people = {share} of the {len(people)} people who rated holds out no one, so one "
+                           f"person is held out as unseen: {self.picked} (the lowest draw for seed {options.seed}); "
+                           f"all their ratings are in {split}."),)
 
     @staticmethod
     def _draw(seed: int, kind: str, value: str) -> float:
@@ -203,6 +230,8 @@ class PamelaSplitter:
 
     def split(self, person: str, image_uid: str) -> str:
         unseen, test = self._held_out(self.options.unseen_people, "person", person)
+        if self.picked is not None or self.nobody:
+            unseen = person == self.picked
         if unseen:
             return "test_unseen" if test else "val_unseen"
         held, test = self._held_out(self.options.unseen_images, "image", image_uid)
@@ -216,7 +245,12 @@ def pamela_tables(*, project, run: FilterRun | None, options: ExportOptions) -> 
     ceiling = scalar("SELECT MAX(id) FROM annotation_personalrating WHERE project_id = %s", [project.pk]) or 0
     where = f"r.project_id = %s AND {live_human('r')} AND r.id <= %s"
     params = [project.pk, ceiling]
-    splitter = PamelaSplitter(options)
+    people_sql = ("SELECT DISTINCT prof.pseudonym FROM annotation_personalrating r JOIN annotation_annotatorprofile "
+                  f"prof ON prof.user_id = r.annotator_id WHERE {where}")
+    with connection.cursor() as cursor:
+        cursor.execute(people_sql, params)
+        people = [pseudonym(row[0]) for row in cursor.fetchall()]
+    splitter = PamelaSplitter(options, people=people)
     counts = dict.fromkeys(PAMELA_SPLITS, 0)
     key_sql = ("SELECT r.id, prof.pseudonym, i.sha256 FROM annotation_personalrating r "
                "JOIN annotation_image i ON i.id = r.image_id JOIN annotation_annotatorprofile prof "
@@ -255,5 +289,6 @@ def pamela_tables(*, project, run: FilterRun | None, options: ExportOptions) -> 
         "rating": f"how much the person likes it, 1..{project.rating_scale}", "created_at": "when they rated it"}
     images = (ImageColumn("image", key="_key", uid="image_uid", url="image_url", feature="image"),)
     return [Table(config="default", split=split, fields=PAMELA_FIELDS, images=images, count=counts[split],
-                  batches=lambda split=split: column_batches(rows_of(split), names), description=description)
+                  batches=lambda split=split: column_batches(rows_of(split), names), description=description,
+                  notes=splitter.notes)
             for split in PAMELA_SPLITS]

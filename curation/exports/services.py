@@ -252,7 +252,7 @@ def dataset_export_build(*, export_id: int, on_total=None, on_rows=None) -> Data
         except BaseException:
             destination.abort()
             raise
-        lease.succeed("", manifest=manifest, rows_done=progress.done)
+        lease.succeed(" ".join(manifest["notes"]), manifest=manifest, rows_done=progress.done)
     return _refreshed(export)
 
 

@@ -54,6 +54,7 @@ class Table:
     count: int
     batches: Callable[[], Iterator[Batch]]
     description: dict[str, str] | None = None  # column -> what it holds, for the dataset card
+    notes: tuple[str, ...] = ()  # how the dataset was made, for the card, manifest and export message
 
     def schema(self, *, embed: bool) -> pa.Schema:
         image_columns = {c.name: c for c in self.images}

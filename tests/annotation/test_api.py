@@ -2,7 +2,8 @@ import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
-from annotation.models import Membership, PreferenceJudgment, Project, Source
+from annotation.models import AnnotatorProfile, Membership, PreferenceJudgment, Project, Source
+from annotation.services import annotator_profile_ensure
 from tests.conftest import client_for
 from tests.factories import ComparisonFactory, ImageFactory, MembershipFactory, PromptFactory, UserFactory
 
@@ -188,6 +189,41 @@ def test_adding_an_unknown_user_is_a_clear_404(researcher, project):
 
 def test_annotator_may_not_list_members(annotator):
     assert_error_shape(client_for(annotator).get("/api/v1/projects/cats/members/"), 403)
+
+
+def test_members_list_shows_each_members_stable_pseudonym_to_researchers_and_platform_admins(
+        researcher, annotator, project, platform_admin):
+    assert not AnnotatorProfile.objects.filter(user=annotator).exists()  # added outside the services
+
+    listed = client_for(researcher).get("/api/v1/projects/cats/members/").json()["results"]
+    again = client_for(platform_admin).get("/api/v1/projects/cats/members/").json()["results"]
+
+    pseudonyms = {m["username"]: m["pseudonym"] for m in listed}
+    assert pseudonyms == {u.username: str(AnnotatorProfile.objects.get(user=u).pseudonym)
+                          for u in (researcher, annotator)}
+    assert {m["username"]: m["pseudonym"] for m in again} == pseudonyms
+
+
+def test_member_answers_of_add_and_suspend_carry_the_pseudonym(researcher, annotator, project):
+    UserFactory(username="bob")
+    client = client_for(researcher)
+
+    added = client.post("/api/v1/projects/cats/members/", {"username": "bob"}, format="json").json()
+    suspended = client.post("/api/v1/projects/cats/members/anna/suspend/", {"reason": "x"}, format="json").json()
+
+    assert added["pseudonym"] == str(AnnotatorProfile.objects.get(user__username="bob").pseudonym)
+    assert suspended["pseudonym"] == str(AnnotatorProfile.objects.get(user=annotator).pseudonym)
+
+
+def test_an_annotator_gets_no_other_members_pseudonym(researcher, annotator, project):
+    theirs = str(annotator_profile_ensure(user=researcher).pseudonym)
+    client = client_for(annotator)
+
+    answers = [client.get("/api/v1/projects/cats/members/"), client.get("/api/v1/projects/cats/"),
+               client.post("/api/v1/projects/cats/members/rita/reinstate/"), client.get("/api/v1/me/profile/")]
+
+    assert [a.status_code for a in answers] == [403, 200, 403, 200]
+    assert not any(theirs in a.content.decode() for a in answers)
 
 
 # --- prompts, images, comparisons ---------------------------------------------------------

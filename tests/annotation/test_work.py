@@ -8,8 +8,8 @@ from rest_framework.test import APIClient
 
 from annotation.assignment import leases_expire, work_units_open
 from annotation.models import (
-    ArtifactFlag, AspectScore, Assignment, Membership, PersonalRating, PreferenceJudgment, Submission, TaskType,
-    WorkUnit,
+    AnnotatorProfile, ArtifactFlag, AspectScore, Assignment, Membership, PersonalRating, PreferenceJudgment,
+    Submission, TaskType, WorkUnit,
 )
 from annotation.services import project_update
 from tests.factories import MembershipFactory, UserFactory, prompts_with_all_pairs
@@ -176,6 +176,18 @@ def test_personal_rating_needs_consent_then_stores_the_rating(work_project):
 
     rating = PersonalRating.objects.get()
     assert rating.value == 10 and rating.annotator.annotator_profile.age_band == "25-34"
+
+
+def test_my_profile_shows_my_own_pseudonym_the_same_before_and_after_i_fill_it_in(project):
+    client = annotator_client(project)
+
+    first = client.get("/api/v1/me/profile/").json()
+    saved = client.put("/api/v1/me/profile/", {"consent": True, "nationality": "NL"}, format="json").json()
+    again = client.get("/api/v1/me/profile/").json()
+
+    mine = str(AnnotatorProfile.objects.get(user=client.user).pseudonym)
+    assert first["pseudonym"] == saved["pseudonym"] == again["pseudonym"] == mine
+    assert first["consent_at"] is None and again["nationality"] == "NL"
 
 
 def test_artifact_flag_stores_reasons(work_project):
