@@ -35,6 +35,13 @@ DEFAULT_ASPECTS = [
 ]
 
 
+# The plain pairwise question: the workspace asks it of every pair (after any per-aspect rows)
+# and stores the answer under aspect "overall", a key no project aspect may take; filter runs
+# and the pairwise exports read that aspect unless told otherwise. Machine judges are asked it
+# in these words.
+OVERALL_ASPECT = {"key": "overall", "label": "Overall", "question": "Which image is better overall?"}
+
+
 def default_aspects():
     return [dict(a) for a in DEFAULT_ASPECTS]
 
@@ -87,6 +94,11 @@ class Project(models.Model):
     @property
     def aspect_keys(self) -> list[str]:
         return [a["key"] for a in self.aspects]
+
+    @property
+    def overall_aspect(self) -> dict:
+        """The project's pairwise question as an aspect {key: "overall", label, question}."""
+        return dict(OVERALL_ASPECT)
 
 
 class Membership(models.Model):

@@ -18,6 +18,7 @@ RUNS = [
     ["crowd_bench.py", "--submit-batch", "1"],
     ["browser_paint_bench.py"],
     ["curation_bench.py"],
+    ["curation_defaults_bench.py"],
     ["export_bench.py"],
     # Right after an import, without a manual ANALYZE: the figure at 50,400 comparisons, and the
     # issue's scale with the platform's statistics refresh and without it (before the fix).

@@ -21,7 +21,7 @@ from typing import Literal
 import evalica
 import numpy as np
 import pandas as pd
-from crowdkit.aggregation import GLAD, MACE, DawidSkene
+from crowdkit.aggregation import GLAD, MACE, DawidSkene, OneCoinDawidSkene
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -129,7 +129,8 @@ def majority_consensus(
     )
 
 
-WeightedMethod = Literal["dawid_skene", "glad", "mace"]
+WeightedMethod = Literal["dawid_skene", "one_coin_ds", "glad", "mace"]
+WEIGHTED_METHODS = ("dawid_skene", "one_coin_ds", "glad", "mace")
 
 
 def _side_posterior(judgments: PairwiseJudgments, sided: np.ndarray, method: WeightedMethod, n_iter: int, seed: int):
@@ -139,12 +140,14 @@ def _side_posterior(judgments: PairwiseJudgments, sided: np.ndarray, method: Wei
     )
     if method == "dawid_skene":
         model = DawidSkene(n_iter=n_iter)
+    elif method == "one_coin_ds":
+        model = OneCoinDawidSkene(n_iter=n_iter)
     elif method == "glad":
         model = GLAD(n_iter=n_iter)
     elif method == "mace":
         model = MACE(n_iter=n_iter, random_state=seed)
     else:
-        raise CurationInputError(f"unknown method {method!r}; use dawid_skene, glad or mace")
+        raise CurationInputError(f"unknown method {method!r}; use one of {', '.join(WEIGHTED_METHODS)}")
     with warnings.catch_warnings():
         # crowd-kit 1.4 still uses pandas' inplace= and copy= keywords, deprecated in pandas 3.
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -155,20 +158,42 @@ def _side_posterior(judgments: PairwiseJudgments, sided: np.ndarray, method: Wei
     return posterior_b
 
 
+def _class_posteriors(judgments: PairwiseJudgments, method: WeightedMethod, n_iter: int, seed: int) -> np.ndarray:
+    """Posterior of a, b and tie per unit (rows of NaN for units without judgments), from the
+    crowd-kit model fitted on every judgment with tie as a third answer."""
+    frame = pd.DataFrame({"task": judgments.unit, "worker": judgments.rater, "label": judgments.choice})
+    model = {"dawid_skene": lambda: DawidSkene(n_iter=n_iter), "one_coin_ds": lambda: OneCoinDawidSkene(n_iter=n_iter),
+             "glad": lambda: GLAD(n_iter=n_iter), "mace": lambda: MACE(n_iter=n_iter, random_state=seed)}.get(method)
+    if model is None:
+        raise CurationInputError(f"unknown method {method!r}; use one of {', '.join(WEIGHTED_METHODS)}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # crowd-kit 1.4 on pandas 3
+        probas = model().fit_predict_proba(frame)
+    probas = probas.reindex(columns=[CHOICE_A, CHOICE_B, CHOICE_TIE], fill_value=0.0)
+    posterior = np.full((judgments.n_units, 3), np.nan)
+    posterior[probas.index.to_numpy()] = probas.to_numpy()
+    return posterior
+
+
 def weighted_consensus(
     judgments: PairwiseJudgments,
     *,
     method: WeightedMethod = "dawid_skene",
+    ties: Literal["model", "share"] = "model",
     tie_threshold: float = 0.5,
     min_judgments: int = 1,
     min_posterior: float = 0.0,
     n_iter: int = 100,
     seed: int = 0,
 ) -> PairConsensus:
-    """Worker-weighted consensus with crowd-kit, ties handled outside the model.
+    """Worker-weighted consensus with crowd-kit.
 
-    A unit whose tie share exceeds `tie_threshold` (or that has only tie judgments)
-    is a tie. Otherwise the model,
+    `ties="model"` (the default, chosen on simulated crowds: docs/curation.md): the model is
+    fitted on every judgment with tie as a third answer, and the answer with the largest
+    posterior wins unless that posterior is below `min_posterior`; `tie_threshold` is unused.
+
+    `ties="share"`: ties are handled outside the model. A unit whose tie share exceeds
+    `tie_threshold` (or that has only tie judgments) is a tie. Otherwise the model,
     fitted on all a / b judgments of all units, gives the posterior of each side; the
     side with the larger posterior wins unless it is below `min_posterior` (or exactly
     0.5), which leaves the unit undecided. Dawid-Skene is the default and fast; GLAD
@@ -189,7 +214,11 @@ def weighted_consensus(
         "min_judgments": min_judgments,
         "min_posterior": min_posterior,
     }
+    settings["ties"] = ties
     message = None
+    if ties == "model":
+        return _modelled_ties_consensus(judgments, counts, n, method, settings, min_judgments, min_posterior,
+                                        n_iter, seed)
     if sided.any():
         posterior_b = _side_posterior(judgments, sided, method, n_iter, seed)
     else:
@@ -211,12 +240,7 @@ def weighted_consensus(
     verdict[reason == Reason.TIE_SHARE] = CHOICE_TIE
     confidence = np.where(reason == Reason.TIE_SHARE, tie_share, side_posterior)
 
-    judged_verdict = verdict[judgments.unit]
-    compared = sided & ((judged_verdict == CHOICE_A) | (judged_verdict == CHOICE_B))
-    matches = compared & (judgments.choice == judged_verdict)
-    n_compared = np.bincount(judgments.rater, weights=compared, minlength=judgments.n_raters)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rater_agreement = np.bincount(judgments.rater, weights=matches, minlength=judgments.n_raters) / n_compared
+    rater_agreement = _rater_agreement(judgments, verdict)
     return PairConsensus(
         verdict=verdict,
         reason=reason,
@@ -227,6 +251,37 @@ def weighted_consensus(
         rater_agreement=rater_agreement,
         message=message,
     )
+
+
+def _modelled_ties_consensus(judgments, counts, n, method, settings, min_judgments, min_posterior, n_iter, seed):
+    message = None
+    if len(judgments):
+        posterior = _class_posteriors(judgments, method, n_iter, seed)
+    else:
+        posterior = np.full((judgments.n_units, 3), np.nan)
+        message = "no judgments"
+    judged = ~np.isnan(posterior).any(axis=1)
+    best = np.where(judged, np.nan_to_num(posterior, nan=-1.0).argmax(axis=1), UNDECIDED)
+    confidence = np.where(judged, np.nan_to_num(posterior, nan=0.0).max(axis=1), np.nan)
+    runner_up = np.sort(np.nan_to_num(posterior, nan=0.0), axis=1)[:, -2]
+    reason = np.full(n.size, Reason.DECIDED, dtype=np.int8)
+    reason[judged & ((confidence < min_posterior) | (confidence == runner_up))] = Reason.LOW_POSTERIOR
+    reason[n < min_judgments] = Reason.TOO_FEW
+    reason[n == 0] = Reason.NO_JUDGMENTS
+    verdict = np.where(reason == Reason.DECIDED, best, UNDECIDED).astype(np.int8)
+    return PairConsensus(verdict=verdict, reason=reason, confidence=confidence, counts=counts, method=method,
+                         settings=settings, rater_agreement=_rater_agreement(judgments, verdict), message=message)
+
+
+def _rater_agreement(judgments: PairwiseJudgments, verdict: np.ndarray) -> np.ndarray:
+    """Each rater's share of a / b judgments matching the verdict on units decided for a side."""
+    sided = judgments.choice != CHOICE_TIE
+    judged_verdict = verdict[judgments.unit]
+    compared = sided & ((judged_verdict == CHOICE_A) | (judged_verdict == CHOICE_B))
+    matches = compared & (judgments.choice == judged_verdict)
+    n_compared = np.bincount(judgments.rater, weights=compared, minlength=judgments.n_raters)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.bincount(judgments.rater, weights=matches, minlength=judgments.n_raters) / n_compared
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,15 @@ scores, and its accuracy against the human consensus; across judges the preferen
 every unit.
 
 A judge asked k times per query (a job with samples = k) counts once everywhere but in its
-self-consistency: each query stands as the majority of its samples (`LoadedPairwise.one_per_query`)."""
+self-consistency: each query stands as the majority of its samples (`LoadedPairwise.one_per_query`).
+
+A judge the swap check flags (it picks the image shown first more often than chance allows, at
+the run's `position_bias_p`) is left out of the preference strength, whatever the rules say of
+people: the strength is a plain mean across judges, so one judge answering the order it was
+shown moves every unit. Its row says so and why, as does the strength's `left_out`."""
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 
@@ -39,6 +46,7 @@ def machine_judges_report(*, project_id: int, rules, human: LoadedPairwise, cons
                                             verdict=m.choice[shared], judge=m.rater[shared], n_judges=m.n_raters)
     score_a, score_b, score_aspect = _own_scores_of_sides(project_id, machine, scores, rules.aspect)
     rows = []
+    left_out = np.zeros(m.n_raters, dtype=bool)
     for judge in range(m.n_raters):
         mine = m.rater == judge
         every_sample = samples.judgments.rater == judge
@@ -54,11 +62,26 @@ def machine_judges_report(*, project_id: int, rules, human: LoadedPairwise, cons
                "self_consistency_message": consistency.message or "",
                "score_pair_agreement": number(own.agreement_sided), "score_pair_rows": own.n_sided,
                "score_aspect": score_aspect[judge]}
+        left_out[judge] = swap.flagged
+        row["strength_left_out"] = _left_out_reason(swap) if left_out[judge] else ""
         if agreement is not None:
             row.update(human_pairs=int(agreement.n_pairs[judge]), human_accuracy=number(agreement.accuracy[judge]),
                        human_accuracy_ci=[number(agreement.ci_low[judge]), number(agreement.ci_high[judge])])
         rows.append(row)
-    return rows, matrix, _strength(rules, human, consensus, m, human_unit, score_a, score_b)
+    strength = _strength(rules, human, consensus, m, human_unit, score_a, score_b, left_out)
+    if strength is not None and left_out.any():
+        strength = replace(strength, left_out=tuple(f"{names[judge]} left out: {rows[judge]['strength_left_out']}"
+                                                    for judge in np.flatnonzero(left_out)))
+    return rows, matrix, strength
+
+
+def _left_out_reason(swap) -> str:
+    """Why a judge the swap check flagged is not among the judges of the preference strength."""
+    reason = (f"position bias: picked the image shown first {swap.first_share:.0%} of {swap.n_sided} times "
+              f"(p = {swap.p_value:.1e})")
+    if swap.n_swapped:
+        reason += f"; its verdict survived swapping the sides on {swap.agreement:.0%} of {swap.n_swapped} pairs"
+    return reason
 
 
 def _agreement_matrix(names, m, human_unit, consensus) -> dict:
@@ -121,13 +144,16 @@ def _own_scores_of_sides(project_id, machine: LoadedPairwise, scores: ScoreData,
     return score_a, score_b, used
 
 
-def _strength(rules, human, consensus, m, human_unit, score_a, score_b) -> PreferenceStrength | None:
-    """Secrets of RLHF II: across the judges, how strongly each unit's consensus side is preferred
-    (a judge's own score difference where it scored both images, else its verdict as +-1)."""
+def _strength(rules, human, consensus, m, human_unit, score_a, score_b, left_out) -> PreferenceStrength | None:
+    """Secrets of RLHF II: across the judges not `left_out`, how strongly each unit's consensus
+    side is preferred (a judge's own score difference where it scored both images, else its
+    verdict as +-1). None without machine verdicts on a decided unit; every unit unscored when
+    every judge with such verdicts is left out."""
     decided = np.isin(consensus.verdict, (0, 1))
     rows = (human_unit >= 0) & decided[np.maximum(human_unit, 0)]
     if not rows.any():
         return None
+    rows &= ~left_out[m.rater]
     return preference_strength(pair=human_unit[rows], judge=m.rater[rows], verdict=m.choice[rows],
                                score_a=score_a[rows], score_b=score_b[rows],
                                chosen=np.where(decided, consensus.verdict, 0), n_pairs=human.judgments.n_units,

@@ -221,7 +221,8 @@ class StrengthFlag(IntEnum):
 class PreferenceStrength:
     """Per pair: mean and standard deviation (ddof=1) across judges of the oriented
     difference r(chosen) - r(rejected), the number of judges, the rank of the mean
-    (0 = weakest; -1 unscored) and its `StrengthFlag`."""
+    (0 = weakest; -1 unscored) and its `StrengthFlag`. `left_out` names the judges a caller
+    kept out of the computation, each with why (`preference_strength` itself leaves none out)."""
 
     mean: np.ndarray
     std: np.ndarray
@@ -232,6 +233,7 @@ class PreferenceStrength:
     ambiguous_pct: float
     dropped_rows: int
     messages: tuple[str, ...] = ()
+    left_out: tuple[str, ...] = ()
 
 
 def _check_percentiles(likely_wrong_pct: float, ambiguous_pct: float) -> None:

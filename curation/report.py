@@ -94,14 +94,16 @@ def position_bias_fit_summary(fit) -> dict:
 
 
 def strength_summary(strength) -> dict | None:
-    """Counts of the preference-strength flags and a 20-bin histogram of the mean strength."""
+    """Counts of the preference-strength flags, a 20-bin histogram of the mean strength, and the
+    judges left out of it, each with why."""
     if strength is None:
         return None
     scored = strength.flag != StrengthFlag.UNSCORED
     counts, edges = np.histogram(strength.mean[scored], bins=20) if scored.any() else (np.zeros(0), np.zeros(0))
     return {"scored": int(scored.sum()), "likely_wrong": int((strength.flag == StrengthFlag.LIKELY_WRONG).sum()),
             "ambiguous": int((strength.flag == StrengthFlag.AMBIGUOUS).sum()),
-            "histogram": {"counts": counts.astype(int).tolist(), "edges": [round(float(e), 4) for e in edges]}}
+            "histogram": {"counts": counts.astype(int).tolist(), "edges": [round(float(e), 4) for e in edges]},
+            "left_out": list(strength.left_out)}
 
 
 def transitivity_summary(graph: ImageGraph, consensus) -> dict:
@@ -110,3 +112,21 @@ def transitivity_summary(graph: ImageGraph, consensus) -> dict:
                           prompt_of_image=graph.prompt_of_image)
     return {"prompts_checked": result.n_prompts_checked, "prompts_with_cycles": int(result.has_cycle.sum()),
             "cycle_share": number(result.cycle_share), "message": result.message or ""}
+
+
+TRADEOFF_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+
+
+def confidence_tradeoff(consensus) -> list[dict]:
+    """What dropping low-confidence units would cost and buy: at each confidence threshold, the
+    share of units kept and their estimated accuracy (the mean posterior of the kept verdicts;
+    for majority, the mean vote margin, which is not a probability)."""
+    confidence = np.nan_to_num(np.asarray(consensus.confidence, dtype=float), nan=0.0)
+    decided = np.asarray(consensus.verdict) >= 0
+    rows = []
+    for threshold in TRADEOFF_THRESHOLDS:
+        kept = decided & (confidence >= threshold)
+        rows.append({"min_confidence": threshold, "kept": int(kept.sum()),
+                     "kept_share": number(kept.mean()) if kept.size else None,
+                     "estimated_accuracy": number(confidence[kept].mean()) if kept.any() else None})
+    return rows

@@ -4,17 +4,25 @@ from dataclasses import asdict, dataclass, fields
 from django.core.exceptions import ValidationError
 
 
+# The worker-weighted models of crowd-kit (ties decided outside them) and plain plurality.
+CONSENSUS_METHODS = ("dawid_skene", "one_coin_ds", "glad", "mace", "majority")
+
+
 @dataclass(frozen=True)
 class FilterRules:
+    # The defaults were chosen by measurement on simulated crowds (curation/simulation.py,
+    # bench/curation_defaults_bench.py; why each is what it is: docs/curation.md). In short: every
+    # unit with a judgment gets a consensus and its confidence; dropping is an explicit rule.
     aspect: str = "overall"
-    consensus: str = "dawid_skene"  # or "majority"
-    min_judgments: int = 2  # human judgments a unit needs (after excluded raters are left out)
-    min_confidence: float = 0.6  # posterior (weighted) or vote-margin share (majority) to keep a side
+    consensus: str = "dawid_skene"  # one of CONSENSUS_METHODS
+    ties: str = "model"  # "model": tie is a third answer to the model; "share": tie_threshold decides
+    min_judgments: int = 1  # human judgments a unit needs (after excluded raters are left out)
+    min_confidence: float = 0.0  # posterior (weighted) or vote-margin share (majority) to keep a verdict
     drop_ties: bool = False
-    tie_threshold: float = 0.5  # tie share above which a unit is a tie
-    exclude_position_biased: bool = True
+    tie_threshold: float = 0.5  # ties="share": tie share above which a unit is a tie
+    exclude_position_biased: bool = False  # Dawid-Skene already gives a side-clicker's votes no weight
     position_bias_p: float = 0.001  # binomial test level for "always one side"
-    min_rater_agreement: float | None = 0.55  # leave-one-out agreement below which a rater is left out
+    min_rater_agreement: float | None = None  # leave-one-out agreement below which a rater is left out
     min_gold_accuracy: float | None = None  # accuracy on gold units below which a rater is left out
     min_gold_answers: int = 5  # gold answers a rater needs before min_gold_accuracy applies
     drop_likely_wrong: bool = False  # drop units the machine judges' preference strength ranks weakest
@@ -40,8 +48,10 @@ class FilterRules:
         def bad(name, why):
             raise ValidationError({"rules": f"{name}: {why} (got {getattr(self, name)!r})"})
 
-        if self.consensus not in ("dawid_skene", "majority"):
-            bad("consensus", "must be dawid_skene or majority")
+        if self.consensus not in CONSENSUS_METHODS:
+            bad("consensus", f"must be one of {', '.join(CONSENSUS_METHODS)}")
+        if self.ties not in ("model", "share"):
+            bad("ties", "must be model or share")
         if not isinstance(self.min_judgments, int) or isinstance(self.min_judgments, bool) or self.min_judgments < 1:
             bad("min_judgments", "must be a whole number of at least 1")
         for name in ("min_confidence", "tie_threshold"):

@@ -18,18 +18,17 @@ from annotation.models import (
 )
 from core.jobs import JobCancelled, JobLost, job_claim
 from core.statistics import statistics_refresh, statistics_refresh_if_stale
-from curation.aggregation import majority_consensus, weighted_consensus
-from curation.agreement import consensus_agreement, krippendorff_alpha_bootstrap
+from curation.agreement import krippendorff_alpha_bootstrap
 from curation.image_files import missing_image_files
 from curation.judge_report import machine_judges_report
-from curation.judgments import CHOICE_NAMES, CHOICE_TIE, PairwiseJudgments, Ratings
+from curation.judgments import CHOICE_NAMES, CHOICE_TIE, Ratings
 from curation.loading import ComparisonImages, comparison_images_load, pairwise_judgments_load
 from curation.machine_consistency import StrengthFlag
 from curation.models import FilterRun, UnitVerdict
 from curation.rater_bias import bradley_terry_left_advantage
-from curation.reliability import gold_accuracy, position_bias
 from curation.report import (
     agreement_by_aspect,
+    confidence_tradeoff,
     human_pairwise_by_aspect,
     number,
     position_bias_fit_summary,
@@ -37,6 +36,7 @@ from curation.report import (
     strength_summary,
     transitivity_summary,
 )
+from curation.rule_application import judgments_kept, rater_checks, raters_excluded, rules_consensus
 from curation.rules import FilterRules
 from curation.score_report import aspect_score_summary, machine_score_summary, rater_consistency_summary, scores_load
 
@@ -147,39 +147,20 @@ def _evaluate(run: FilterRun):
                 **score_sections, "notes": notes}, []
     graph = pairs.codes()
 
-    bias = position_bias(j, alpha_level=rules.position_bias_p)
+    checks = rater_checks(j, rules, gold_answers=_gold_answers(run, loaded))
+    bias, agreement, gold = checks.bias, checks.agreement, checks.gold
     bias_fit = bradley_terry_left_advantage(j, image_a=graph.image_a, image_b=graph.image_b,
                                             prompt_of_image=graph.prompt_of_image)
     if bias_fit.graph_message:
         notes.append(bias_fit.graph_message)
-    agreement = consensus_agreement(j)
-    gold = gold_accuracy(j, gold=_gold_answers(run, loaded))
-    excluded: dict[int, str] = {}
-    for r in range(j.n_raters):
-        if (rules.min_gold_accuracy is not None and gold.n_gold[r] >= rules.min_gold_answers
-                and gold.accuracy[r] < rules.min_gold_accuracy):
-            excluded[r] = (f"gold accuracy {gold.accuracy[r]:.2f} on {int(gold.n_gold[r])} gold units "
-                           f"below {rules.min_gold_accuracy:.2f}")
-        elif rules.exclude_position_biased and bool(bias.flagged[r]):
-            excluded[r] = (f"position bias: chose the left image {bias.left_share[r]:.0%} of "
-                           f"{int(bias.n_sided[r])} times (p = {bias.p_value[r]:.1e})")
-        elif (rules.min_rater_agreement is not None and not math.isnan(agreement.agreement[r])
-              and agreement.agreement[r] < rules.min_rater_agreement):
-            excluded[r] = (f"agreement with the others' consensus {agreement.agreement[r]:.2f} "
-                           f"below {rules.min_rater_agreement:.2f}")
-    keep_rows = ~np.isin(j.rater, np.fromiter(excluded, dtype=np.int64, count=len(excluded)))
-    kept = PairwiseJudgments.from_arrays(
-        unit=j.unit[keep_rows], rater=j.rater[keep_rows], choice=j.choice[keep_rows],
-        left_is_a=j.left_is_a[keep_rows], seconds=j.seconds[keep_rows], n_units=j.n_units, n_raters=j.n_raters)
-
-    if rules.consensus == "majority":
-        consensus = majority_consensus(kept, min_judgments=rules.min_judgments, min_margin=rules.min_confidence)
-    else:
-        consensus = weighted_consensus(kept, min_judgments=rules.min_judgments, min_posterior=rules.min_confidence,
-                                       tie_threshold=rules.tie_threshold, seed=rules.seed)
+    excluded = raters_excluded(j, rules, checks)
+    kept, keep_rows = judgments_kept(j, excluded)
+    consensus = rules_consensus(kept, rules)
     dropped_by_rater = np.bincount(j.unit[~keep_rows], minlength=j.n_units)
     judges, judge_matrix, strength = machine_judges_report(project_id=run.project_id, rules=rules, human=loaded,
                                                            consensus=consensus, scores=scores)
+    if strength is not None:
+        notes.extend(f"left out of the preference strength: {why}" for why in strength.left_out)
     missing_files = {}
     if rules.check_image_files:
         missing_files = missing_image_files(project_id=run.project_id, image_ids=graph.image_ids)
@@ -228,6 +209,7 @@ def _evaluate(run: FilterRun):
     summary["judge_matrix"] = judge_matrix
     summary["strength"] = strength_summary(strength)
     summary["transitivity"] = transitivity_summary(graph, consensus)
+    summary["confidence_tradeoff"] = confidence_tradeoff(consensus)
     summary.update(score_sections)
     if missing_files:
         units = np.isin(graph.image_ids[graph.image_a], list(missing_files)) | np.isin(

@@ -141,16 +141,18 @@ def auto_jobs(request, slug: str):
     """Project admins launch machine-annotation jobs and see the project's jobs."""
     from annotation.models import MachineAnnotator
     from mlworkers.models import AutoAnnotationJob
-    from mlworkers.selectors import require_project_admin
+    from mlworkers.selectors import annotator_scores_overall, require_project_admin
 
     project = _project_or_404(request.user, slug)
     try:
         require_project_admin(user=request.user, project=project)
     except PermissionDenied as exc:
         raise DjangoPermissionDenied(str(exc.detail)) from None
+    annotators = list(MachineAnnotator.objects.filter(is_active=True).order_by("name"))
     return render(request, "frontend/auto_jobs.html", {
         "project": project,
-        "annotators": MachineAnnotator.objects.filter(is_active=True).order_by("name"),
+        "annotators": annotators,
+        "overall_scorers": {a.pk for a in annotators if annotator_scores_overall(a)},
         "jobs": AutoAnnotationJob.objects.filter(project=project).select_related("machine_annotator")[:100],
     })
 

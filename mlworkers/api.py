@@ -116,7 +116,11 @@ class AutoJobInputSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=AutoAnnotationJob.Kind.choices)
     scope = serializers.ChoiceField(choices=AutoAnnotationJob.Scope.choices, default=AutoAnnotationJob.Scope.ALL)
     sample_size = serializers.IntegerField(required=False, min_value=1, allow_null=True)
-    aspects = serializers.ListField(child=serializers.CharField(), required=False, allow_empty=False)
+    aspects = serializers.ListField(
+        child=serializers.CharField(), required=False, allow_empty=False,
+        help_text="Aspect keys of the project (default: all of them), or \"overall\": the project's pairwise "
+                  "question, for pairs jobs, and for score jobs of a backend that scores one overall value "
+                  "(pickscore, hpsv2).")
     orders = serializers.ChoiceField(choices=AutoAnnotationJob.Orders.choices, default=AutoAnnotationJob.Orders.BOTH)
     samples = serializers.IntegerField(
         default=1, min_value=1, max_value=MAX_SAMPLES,

@@ -287,7 +287,8 @@ def auto_job_chunks_reap(*, now=None) -> int:
 
 
 def _aspects(job) -> list[Aspect]:
-    by_key = {a["key"]: a for a in job.project.aspects}
+    """The job's aspects as the judge is asked them; "overall" in the project's pairwise question."""
+    by_key = {a["key"]: a for a in [job.project.overall_aspect, *job.project.aspects]}
     return [Aspect(key=k, label=by_key.get(k, {}).get("label", k), question=by_key.get(k, {}).get("question", ""))
             for k in job.aspects]
 

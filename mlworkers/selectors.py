@@ -4,6 +4,7 @@ from rest_framework.exceptions import NotFound, PermissionDenied
 
 from annotation.models import MachineAnnotator
 from annotation.selectors import project_role, user_is_platform_admin
+from mlworkers.backends.base import BackendError, backend_class
 from mlworkers.models import AutoAnnotationJob
 
 
@@ -41,3 +42,12 @@ def auto_job_progress(*, job: AutoAnnotationJob) -> dict:
     return {"done": job.items_done, "failed": job.items_failed, "total": job.items_total,
             "rate_per_s": round(rate, 2),
             "seconds_left": round(left / rate) if rate and job.status in AutoAnnotationJob.ACTIVE else None}
+
+
+def annotator_scores_overall(annotator: MachineAnnotator) -> bool:
+    """Whether this annotator's score jobs give one overall value per image (PickScore, HPS v2),
+    so that a score job may ask it "overall", the project's pairwise question."""
+    try:
+        return backend_class(annotator.backend).scored_aspect(annotator.parameters) == "overall"
+    except BackendError:
+        return False

@@ -13,7 +13,7 @@ from django.db import transaction
 
 from annotation.models import Comparison, Image, MachineAnnotator, Project
 from core.jobs import job_cancel, job_requeue
-from mlworkers.backends.base import BackendError, backend_class
+from mlworkers.backends.base import BackendError, backend_class, backend_names
 from mlworkers.models import MAX_SAMPLES, AutoAnnotationJob
 
 log = logging.getLogger(__name__)
@@ -83,9 +83,7 @@ def auto_job_launch(*, project: Project, annotator: MachineAnnotator, kind: str,
     if kind == Job.Kind.PAIRS and not cls.can_judge_pairs:
         raise ValidationError({"kind": f"backend {annotator.backend} does not judge pairs"})
     aspects = list(aspects or project.aspect_keys)
-    unknown = [a for a in aspects if a not in project.aspect_keys]
-    if unknown:
-        raise ValidationError({"aspects": f"not aspects of this project: {', '.join(unknown)}"})
+    _check_aspects(cls, annotator, project, kind, aspects)
     if scope == Job.Scope.SAMPLE and not sample_size:
         raise ValidationError({"sample_size": "a sample needs its size"})
     if not annotator.is_active:
@@ -105,6 +103,25 @@ def auto_job_launch(*, project: Project, annotator: MachineAnnotator, kind: str,
                              aspects=aspects, orders=orders, samples=samples, created_by=created_by)
     _enqueue_start(job)
     return job
+
+
+def _check_aspects(cls, annotator, project, kind, aspects) -> None:
+    """The project's aspects, or "overall" (its pairwise question): asked of any pair judge, but
+    of a score job only where the backend scores one overall value per image (as PickScore or
+    HPS v2 do); an MLLM asked to score one image on "which image is better" would be guessing."""
+    overall = project.overall_aspect
+    unknown = [a for a in aspects if a != overall["key"] and a not in project.aspect_keys]
+    if unknown:
+        raise ValidationError({"aspects": f"not aspects of this project: {', '.join(unknown)}"})
+    scored = cls.scored_aspect(annotator.parameters)
+    if kind == Job.Kind.SCORE and overall["key"] in aspects and scored != overall["key"]:
+        scorers = [name for name in backend_names() if backend_class(name).scored_aspect({}) == overall["key"]]
+        this = f"{annotator.name} ({annotator.backend}, which scores {scored!r})" if scored else \
+            f"{annotator.name} ({annotator.backend})"
+        raise ValidationError({"aspects": (
+            f"'overall' is the pairwise question ({overall['question']!r}): a score job asks it only of a "
+            f"backend that scores one overall value per image ({', '.join(scorers)}, or a CLIP-family scorer "
+            f"with parameters.aspect \"overall\"), not of {this}; launch a pairs job for it")})
 
 
 def _check_samples(cls, annotator, kind, samples) -> None:

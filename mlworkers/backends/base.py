@@ -144,6 +144,13 @@ class Backend(ABC):
         independent samples; "" when it would. Backends that sample override this."""
         return f"backend {cls.name} gives the same answer every time; it cannot sample"
 
+    @classmethod
+    def scored_aspect(cls, parameters: dict) -> str | None:
+        """The one aspect this backend, so configured, scores whatever a score job asks (the
+        CLIP-family scorers give one number per image); None for a judge that answers each
+        aspect it is asked. Backends that score one aspect override this."""
+        return None
+
     def score(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
         raise NotImplementedError(f"{self.name} does not score images")
 

@@ -49,11 +49,15 @@ class ClipFamilyBackend(Backend):
 
     def __post_init__(self):
         params = self.parameters or {}
-        self.aspect = str(params.get("aspect") or self.default_aspect)
+        self.aspect = self.scored_aspect(params)
         self.batch_size = _int_parameter(params, "batch_size", 32, minimum=1)
         self.num_workers = _int_parameter(params, "num_workers", default_num_workers(), minimum=0)
         self.device = resolve_device(self.device)
         self.load()
+
+    @classmethod
+    def scored_aspect(cls, parameters: dict) -> str:
+        return str((parameters or {}).get("aspect") or cls.default_aspect)
 
     # --- what a family member provides -------------------------------------------------------
     on_device = None  # finishes a batch on the device (see pipeline.split_normalisation)

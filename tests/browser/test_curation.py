@@ -13,7 +13,7 @@ def test_researcher_runs_a_filter_and_reads_why_units_were_dropped(page, live_se
     sign_in(page, live_server, "rita", "/projects/cats/filter-runs/")
 
     page.get_by_test_id("filter-name").fill("strict")
-    page.get_by_test_id("filter-rules").fill('{"min_judgments": 6}')
+    page.get_by_test_id("filter-rules").fill('{"min_judgments": 6, "exclude_position_biased": true, "min_rater_agreement": 0.55}')
     page.get_by_test_id("filter-submit").click()
     page.wait_for_url("**/filter-runs/*/")
     page.get_by_test_id("run-dropped").wait_for(timeout=60_000)

@@ -163,15 +163,25 @@ def test_one_annotator_gives_undefined_agreement_with_its_reason(project):
     assert len(comparisons) == UnitVerdict.objects.filter(run=run).count()
 
 
-def test_all_ties_say_there_is_no_side_to_weigh(project):
+def test_all_ties_say_there_is_no_side_to_weigh_when_ties_are_decided_by_share(project):
     judge_all(project, [ComparisonFactory(prompt=PromptFactory(project=project)) for _ in range(3)],
               ["a1", "a2", "a3"], choice="tie")
 
-    run = run_filter(project, {"min_rater_agreement": None})
+    run = run_filter(project, {"ties": "share"})
 
     assert run.status == "succeeded" and run.message == "every judgment is a tie; no side to weigh"
     assert run.summary["alpha_message"].startswith("all pairable values are equal")
     assert run.summary["position_bias_fit"]["message"] == "every judgment is a tie; no side to fit"
+
+
+def test_all_ties_are_called_ties_by_the_default_rules(project):
+    judge_all(project, [ComparisonFactory(prompt=PromptFactory(project=project)) for _ in range(3)],
+              ["a1", "a2", "a3"], choice="tie")
+
+    run = run_filter(project, {})
+
+    assert run.status == "succeeded" and run.summary["kept"] == 3
+    assert set(UnitVerdict.objects.filter(run=run).values_list("consensus", flat=True)) == {"tie"}
 
 
 def test_rules_out_of_range_in_a_stored_run_fail_it_with_the_rules_message(project):

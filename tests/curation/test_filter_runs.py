@@ -45,10 +45,15 @@ def run_filter(project, rules=None, name="default"):
     return services.filter_run_execute(run_id=run.pk)
 
 
+# Leaving raters out is an explicit rule now (the defaults weigh them instead: docs/curation.md).
+EXCLUDING = {"exclude_position_biased": True, "min_rater_agreement": 0.55, "min_judgments": 2,
+             "min_confidence": 0.6}
+
+
 def test_filter_run_excludes_the_biased_and_random_raters_and_recovers_the_truth(project):
     comparisons = simulated_crowd(project)
 
-    run = run_filter(project)
+    run = run_filter(project, EXCLUDING)
 
     raters = {row["rater"]: row for row in run.summary["raters"]}
     assert raters["lefty"]["excluded"].startswith("position bias")
@@ -66,7 +71,7 @@ def test_filter_run_excludes_the_biased_and_random_raters_and_recovers_the_truth
 def test_every_dropped_unit_says_why(project):
     simulated_crowd(project, units=40)
 
-    run = run_filter(project, {"min_judgments": 6})  # more than the 5 trusted raters give
+    run = run_filter(project, {**EXCLUDING, "min_judgments": 6})  # more than the 5 trusted raters give
 
     dropped = UnitVerdict.objects.filter(run=run, keep=False)
     assert dropped.count() == 40
@@ -121,7 +126,7 @@ def test_all_ties_are_ties_and_can_be_dropped(project):
 @pytest.mark.parametrize(("rules", "words"), [
     ({"min_confidence": 1.5}, "min_confidence: must lie between 0 and 1"),
     ({"min_judgments": 0}, "min_judgments: must be a whole number"),
-    ({"consensus": "vibes"}, "consensus: must be dawid_skene or majority"),
+    ({"consensus": "vibes"}, "consensus: must be one of dawid_skene, one_coin_ds, glad, mace, majority"),
     ({"position_bias_p": 0}, "position_bias_p"),
     ({"min_rater_agreement": -0.1}, "min_rater_agreement"),
     ({"aspect": "taste"}, "'taste' is not an aspect"),
@@ -134,7 +139,7 @@ def test_rules_out_of_range_are_refused_by_name(project, rules, words):
 
 def test_report_and_dropped_units_through_the_api(project, researcher, annotator):
     simulated_crowd(project, units=30)
-    run = run_filter(project, {"min_judgments": 6})
+    run = run_filter(project, {**EXCLUDING, "min_judgments": 6})
     client = client_for(researcher)
 
     report = client.get(f"/api/v1/filter-runs/{run.pk}/").json()
@@ -196,7 +201,7 @@ def test_a_run_may_suspend_the_raters_it_leaves_out(project):
 
     simulated_crowd(project, units=60)
 
-    run = run_filter(project, {"suspend_excluded_raters": True})
+    run = run_filter(project, {**EXCLUDING, "suspend_excluded_raters": True})
 
     assert run.summary["suspended"] == ["clicker", "lefty"]
     assert set(Membership.objects.filter(status="suspended").values_list("user__username", flat=True)) == {
@@ -303,3 +308,20 @@ def test_a_queued_filter_run_is_cancelled_from_its_page_and_the_page_says_so(pro
     run.refresh_from_db()
     assert response.status_code == 302 and run.status == "cancelled" and run.message == "cancelled before it started"
     assert 'data-testid="run-cancel"' not in client.get(f"/filter-runs/{run.pk}/").content.decode()
+
+
+def test_the_report_shows_the_share_kept_and_estimated_accuracy_at_each_confidence_threshold(project, researcher,
+                                                                                            client):
+    simulated_crowd(project, units=60)
+
+    run = run_filter(project)
+    client.force_login(researcher)
+    page = client.get(f"/filter-runs/{run.pk}/").content.decode()
+
+    rows = run.summary["confidence_tradeoff"]
+    assert [row["min_confidence"] for row in rows] == [0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99]
+    assert rows[0]["kept"] == run.summary["kept"] == 60  # by default every unit gets a consensus
+    assert all(a["kept"] >= b["kept"] for a, b in zip(rows, rows[1:]))
+    assert all(row["estimated_accuracy"] is None or row["estimated_accuracy"] >= row["min_confidence"]
+               for row in rows)
+    assert 'data-testid="confidence-tradeoff"' in page

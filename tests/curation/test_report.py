@@ -6,7 +6,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from annotation.models import Membership, PreferenceJudgment, Source
-from tests.curation.test_filter_runs import run_filter, simulated_crowd
+from tests.curation.test_filter_runs import EXCLUDING, run_filter, simulated_crowd
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -92,7 +92,7 @@ def test_the_page_draws_each_raters_left_share_and_left_advantage(project, resea
 
 def test_the_reliability_plot_puts_each_rater_at_their_volume_and_agreement(project, researcher):
     simulated_crowd(project, units=40)
-    run = run_filter(project)
+    run = run_filter(project, EXCLUDING)  # lefty and the clicker are left out, drawn red
     page = APIClient()
     page.force_login(researcher)
 

@@ -121,7 +121,7 @@ def test_weighted_consensus_recovers_truth_better_than_majority(crowd):
 
 def test_weighted_consensus_calls_ties_by_tie_share(crowd):
     truth, judgments = crowd
-    weighted = weighted_consensus(judgments, tie_threshold=0.5)
+    weighted = weighted_consensus(judgments, ties="share", tie_threshold=0.5)
     called_tie = weighted.verdict == CHOICE_TIE
     share = weighted.counts[:, CHOICE_TIE] / weighted.counts.sum(axis=1)
     assert np.array_equal(called_tie, share > 0.5)
@@ -399,8 +399,9 @@ def test_all_ties_give_messages_not_errors():
     fleiss = fleiss_kappa(ties)
     assert np.isnan(fleiss.kappa)
     assert fleiss.message == "all judgments fall in one category; chance agreement is 1 and kappa is undefined"
-    weighted = weighted_consensus(ties)
+    weighted = weighted_consensus(ties, ties="share")
     assert weighted.message == "every judgment is a tie; no side to weigh"
+    assert weighted_consensus(ties).verdict.tolist() == [CHOICE_TIE, CHOICE_TIE]  # ties in the model
     assert weighted.verdict.tolist() == [CHOICE_TIE, CHOICE_TIE]
     assert majority_consensus(ties).verdict.tolist() == [CHOICE_TIE, CHOICE_TIE]
 

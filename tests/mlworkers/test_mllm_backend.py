@@ -43,12 +43,15 @@ IMAGE_SIZES = {"a.png": (64, 48), "b.png": (40, 90), "c.png": (50, 50), "d.png":
 
 # --- tiny checkpoints --------------------------------------------------------------------------
 
-def _tiny_processor():
+def _tiny_processor(extra_answers=()):
+    """The word-level processor every checkpoint here shares; `extra_answers` add their words
+    after the others (so the shared words keep their ids), for a judge wired to answer them."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast, Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
     texts = [score_prompt("", p, ASPECTS, 5) for p in PROMPTS] + [pair_prompt("", p, ASPECTS) for p in PROMPTS]
-    words = ["[UNK]", "user", "assistant"] + [w for t in [*texts, SCORE_ANSWER, PAIR_ANSWER] for w in t.split()]
+    words = ["[UNK]", "user", "assistant"] + [w for t in [*texts, SCORE_ANSWER, PAIR_ANSWER, *extra_answers]
+                                              for w in t.split()]
     vocab = {token: i for i, token in enumerate(dict.fromkeys(SPECIAL_TOKENS + words))}
     word_level = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
     word_level.pre_tokenizer = pre_tokenizers.WhitespaceSplit()  # decoding joins words with one space

@@ -10,7 +10,21 @@ function showError(element, error) {
   element.hidden = false;
 }
 
+// "Overall" (the pairwise question) is asked of pair judges, and of score jobs only by a scorer
+// of one overall value per image (its option carries data-scores-overall).
+function fitOverallToKind() {
+  const overall = launchForm.querySelector("[data-testid=launch-aspect-overall]");
+  const annotator = launchForm.querySelector("[data-testid=launch-annotator]").selectedOptions[0];
+  const kind = launchForm.querySelector("[data-testid=launch-kind]").value;
+  const askable = kind === "pairs" || (annotator !== undefined && "scoresOverall" in annotator.dataset);
+  overall.disabled = !askable;
+  if (!askable) overall.checked = false;
+}
+
 if (launchForm) {
+  launchForm.querySelector("[data-testid=launch-kind]").addEventListener("change", fitOverallToKind);
+  launchForm.querySelector("[data-testid=launch-annotator]").addEventListener("change", fitOverallToKind);
+  fitOverallToKind();
   launchForm.addEventListener("submit", async (event) => {
     event.preventDefault();
     const data = new FormData(launchForm);

@@ -1,0 +1,115 @@
+"""Simulated crowds with known truth, for choosing and checking curation rules (numpy only).
+
+A crowd is a composition of rater kinds (reliable, sloppy, random clickers, always-left clickers,
+adversaries) answering pairwise units of varying difficulty, each unit judged by `overlap`
+raters drawn at random. Sides are shown at random, so position bias is measurable. The truth is
+a, b or (rarely) a tie; on a hard unit even a reliable rater is little better than a coin.
+
+The defaults of `curation.rules.FilterRules` were chosen on some of these compositions and
+checked on others (bench/curation_defaults_bench.py; docs/curation.md).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from curation.judgments import CHOICE_A, CHOICE_B, CHOICE_TIE, PairwiseJudgments
+
+
+@dataclass(frozen=True)
+class CrowdComposition:
+    name: str
+    units: int = 2000
+    overlap: int = 5
+    reliable: int = 8  # right with probability reliable_accuracy on an easy unit
+    reliable_accuracy: tuple[float, float] = (0.85, 0.92)
+    sloppy: int = 0  # right with probability sloppy_accuracy on an easy unit
+    sloppy_accuracy: tuple[float, float] = (0.62, 0.72)
+    random: int = 0  # a, b or tie uniformly
+    always_left: int = 0  # whichever image is on the left
+    adversarial: int = 0  # the opposite side, deliberately
+    hard_share: float = 0.25  # units on which everyone's skill shrinks towards a coin
+    hard_skill: float = 0.3  # what is left of a rater's edge over a coin on a hard unit
+    tie_share: float = 0.05  # units whose truth is a tie
+    tie_press: float = 0.05  # how often an honest rater presses tie on a unit with a side
+
+    @property
+    def raters(self) -> int:
+        return self.reliable + self.sloppy + self.random + self.always_left + self.adversarial
+
+
+@dataclass(frozen=True)
+class SimulatedCrowd:
+    composition: CrowdComposition
+    seed: int
+    judgments: PairwiseJudgments
+    truth: np.ndarray  # CHOICE_A / CHOICE_B / CHOICE_TIE per unit
+    hard: np.ndarray  # bool per unit
+    kinds: list[str]  # per rater
+
+    def accuracy(self, verdict: np.ndarray) -> float:
+        """Share of all units whose verdict is the truth (undecided units count as wrong)."""
+        return float((np.asarray(verdict) == self.truth).mean())
+
+
+COMPOSITIONS = {
+    # The issue's crowd: reliable and sloppy raters, random and always-left clickers, two adversaries.
+    "mixed": CrowdComposition("mixed", reliable=6, sloppy=4, random=2, always_left=2, adversarial=2),
+    "honest": CrowdComposition("honest", reliable=8, sloppy=4),
+    "spammers": CrowdComposition("spammers", reliable=5, sloppy=2, random=5),
+    "position_biased": CrowdComposition("position_biased", reliable=6, sloppy=2, always_left=5),
+    "adversaries": CrowdComposition("adversaries", reliable=6, sloppy=3, adversarial=3),
+    "hard_items": CrowdComposition("hard_items", reliable=6, sloppy=4, random=1, always_left=1, adversarial=1,
+                                   hard_share=0.5),
+    "small_mixed": CrowdComposition("small_mixed", units=400, overlap=3, reliable=3, sloppy=2, random=1,
+                                    always_left=1, adversarial=1),
+    "large_overlap": CrowdComposition("large_overlap", units=1000, overlap=7, reliable=6, sloppy=5, random=2,
+                                      always_left=1, adversarial=1),
+}
+
+
+def simulate(composition: CrowdComposition, *, seed: int = 0) -> SimulatedCrowd:
+    """Judgments of `composition` with its truth; the same seed gives the same crowd."""
+    rng = np.random.default_rng(seed)
+    c = composition
+    kinds = (["reliable"] * c.reliable + ["sloppy"] * c.sloppy + ["random"] * c.random
+             + ["always_left"] * c.always_left + ["adversarial"] * c.adversarial)
+    if c.overlap > len(kinds):
+        raise ValueError(f"overlap {c.overlap} needs at least as many raters ({len(kinds)})")
+    skill = np.zeros(len(kinds))
+    skill[:c.reliable] = rng.uniform(*c.reliable_accuracy, c.reliable)
+    skill[c.reliable:c.reliable + c.sloppy] = rng.uniform(*c.sloppy_accuracy, c.sloppy)
+    truth = rng.choice([CHOICE_A, CHOICE_B, CHOICE_TIE], size=c.units,
+                       p=[(1 - c.tie_share) / 2, (1 - c.tie_share) / 2, c.tie_share])
+    hard = rng.random(c.units) < c.hard_share
+    raters = np.argsort(rng.random((c.units, len(kinds))), axis=1)[:, :c.overlap]
+    unit = np.repeat(np.arange(c.units), c.overlap)
+    rater = raters.ravel()
+    n = unit.size
+    left_is_a = rng.random(n) < 0.5
+    true = truth[unit]
+    other_side = np.where(true == CHOICE_A, CHOICE_B, CHOICE_A)
+    coin_side = np.where(rng.random(n) < 0.5, CHOICE_A, CHOICE_B)
+    kind = np.array(kinds)[rater]
+
+    # Honest raters: right with their skill (shrunk towards 0.5 on hard units), else the other
+    # side; now and then a tie on a unit with a side; on a true tie, a tie or a coin.
+    p_right = skill[rater]
+    p_right = np.where(hard[unit], 0.5 + (p_right - 0.5) * c.hard_skill, p_right)
+    honest = np.where(rng.random(n) < p_right, true, other_side)
+    honest = np.where(rng.random(n) < c.tie_press, CHOICE_TIE, honest)
+    honest = np.where(true == CHOICE_TIE, np.where(rng.random(n) < p_right, CHOICE_TIE, coin_side), honest)
+
+    choice = honest.copy()
+    choice[kind == "random"] = rng.integers(0, 3, int((kind == "random").sum()))
+    left_side = np.where(left_is_a, CHOICE_A, CHOICE_B)
+    choice[kind == "always_left"] = left_side[kind == "always_left"]
+    adversary = kind == "adversarial"
+    choice[adversary] = np.where(true[adversary] == CHOICE_TIE, coin_side[adversary], other_side[adversary])
+    seconds = rng.lognormal(np.log(6.0), 0.4, n)
+    seconds[(kind == "random") | (kind == "always_left")] /= 8
+    judgments = PairwiseJudgments.from_arrays(unit=unit, rater=rater, choice=choice.astype(np.int64),
+                                              left_is_a=left_is_a, seconds=seconds, n_units=c.units,
+                                              n_raters=len(kinds))
+    return SimulatedCrowd(composition=c, seed=seed, judgments=judgments, truth=truth, hard=hard, kinds=kinds)
