@@ -90,8 +90,8 @@ def main():
     run_s = time.perf_counter() - started
     assert run.status == "succeeded", run.message
     context["machine_verdicts"] = sum(j["judgments"] for j in run.summary["machine_judges"])
-    report("curation_filter_run_seconds", run_s, "s", target="<= 60", kept=run.summary["kept"], **context)
-    report("curation_peak_rss_mb", peak_rss_mb(), "MB", target="<= 2048", rss_before_run_mb=round(rss_before_run),
+    report("curation_filter_run_seconds", run_s, "s", target="<= 20", kept=run.summary["kept"], **context)
+    report("curation_peak_rss_mb", peak_rss_mb(), "MB", target="<= 1024", rss_before_run_mb=round(rss_before_run),
            **context)
 
 
