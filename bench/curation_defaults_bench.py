@@ -9,7 +9,6 @@ import argparse
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -20,20 +19,6 @@ from common import report  # noqa: E402
 # The rules every filter run used by default until they were measured.
 OLD_DEFAULTS = {"ties": "share", "min_judgments": 2, "min_confidence": 0.6, "exclude_position_biased": True,
                 "min_rater_agreement": 0.55}
-
-
-def crowdkit_verdicts(crowd, model):
-    import numpy as np
-    import pandas as pd
-
-    j = crowd.judgments
-    frame = pd.DataFrame({"task": j.unit, "worker": j.rater, "label": j.choice})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        labels = model.fit_predict(frame)
-    verdict = np.full(j.n_units, -1)
-    verdict[labels.index.to_numpy()] = labels.to_numpy()
-    return verdict
 
 
 def main():
@@ -48,7 +33,7 @@ def main():
 
     from curation.rule_application import consensus_under_rules
     from curation.rules import FilterRules
-    from curation.simulation import COMPOSITIONS, simulate
+    from curation.simulation import COMPOSITIONS, crowdkit_verdicts, simulate
 
     names = [n for n in args.compositions.split(",") if n] or list(COMPOSITIONS)
     for seed in (int(s) for s in args.seeds.split(",")):

@@ -1,4 +1,4 @@
-"""Simulated crowds with known truth, for choosing and checking curation rules (numpy only).
+"""Simulated crowds with known truth, for choosing and checking curation rules.
 
 A crowd is a composition of rater kinds (reliable, sloppy, random clickers, always-left clickers,
 adversaries) answering pairwise units of varying difficulty, each unit judged by `overlap`
@@ -113,3 +113,21 @@ def simulate(composition: CrowdComposition, *, seed: int = 0) -> SimulatedCrowd:
                                               left_is_a=left_is_a, seconds=seconds, n_units=c.units,
                                               n_raters=len(kinds))
     return SimulatedCrowd(composition=c, seed=seed, judgments=judgments, truth=truth, hard=hard, kinds=kinds)
+
+
+def crowdkit_verdicts(crowd: SimulatedCrowd, model) -> np.ndarray:
+    """A crowd-kit classification model (DawidSkene(), GLAD(), MajorityVote()...) run directly on
+    every judgment, a / b / tie as three answers: its label per unit (-1 where it gives none).
+    The reference the defaults are measured against."""
+    import warnings
+
+    import pandas as pd
+
+    j = crowd.judgments
+    frame = pd.DataFrame({"task": j.unit, "worker": j.rater, "label": j.choice})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # crowd-kit 1.4's pandas deprecations
+        labels = model.fit_predict(frame)
+    verdict = np.full(j.n_units, -1)
+    verdict[labels.index.to_numpy()] = labels.to_numpy()
+    return verdict

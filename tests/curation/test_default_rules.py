@@ -1,31 +1,16 @@
 """The default filter rules against crowd-kit's aggregators run directly, on simulated crowds of
 every composition (curation/simulation.py) with known truth. The seeds here were not used to
 choose the defaults (that was seed 1: bench/curation_defaults_bench.py)."""
-import warnings
 
-import numpy as np
-import pandas as pd
 import pytest
 from crowdkit.aggregation import GLAD, MACE, DawidSkene, MajorityVote, OneCoinDawidSkene
 
 from curation.rule_application import consensus_under_rules
 from curation.rules import FilterRules
-from curation.simulation import COMPOSITIONS, simulate
+from curation.simulation import COMPOSITIONS, crowdkit_verdicts, simulate
 
 SEED = 21  # held out from tuning
 UNITS = 600  # for GLAD and MACE, which take a minute on 2,000 units
-
-
-def crowdkit_verdicts(crowd, model) -> np.ndarray:
-    """The model's label per unit, a / b / tie as three answers, run on every judgment."""
-    j = crowd.judgments
-    frame = pd.DataFrame({"task": j.unit, "worker": j.rater, "label": j.choice})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        labels = model.fit_predict(frame)
-    verdict = np.full(j.n_units, -1)
-    verdict[labels.index.to_numpy()] = labels.to_numpy()
-    return verdict
 
 
 def default_accuracy(crowd) -> float:
