@@ -72,6 +72,7 @@ def machine_judges_report(*, project_id: int, rules, human: LoadedPairwise, cons
     if strength is not None and left_out.any():
         strength = replace(strength, left_out=tuple(f"{names[judge]} left out: {rows[judge]['strength_left_out']}"
                                                     for judge in np.flatnonzero(left_out)))
+    rows.sort(key=lambda row: row["judge"])  # the same order on every run, whatever the load order
     return rows, matrix, strength
 
 

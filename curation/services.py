@@ -218,7 +218,10 @@ def _evaluate(run: FilterRun):
                      f"missing from storage")
     summary["image_files"] = {"checked": bool(rules.check_image_files), "missing": len(missing_files)}
     summary["notes"] = notes
-    if consensus.message:
+    if excluded and len(excluded) == j.n_raters:
+        summary["message"] = (f"these rules left out all {j.n_raters} rater(s) (each row says why): no judgment is "
+                              f"left to decide a unit")
+    elif consensus.message:
         summary["message"] = consensus.message
     return summary, verdicts
 

@@ -192,3 +192,14 @@ def test_rules_out_of_range_in_a_stored_run_fail_it_with_the_rules_message(proje
 
     assert run.status == "failed" and run.message == "min_confidence: must lie between 0 and 1 (got 7)"
     assert not UnitVerdict.objects.filter(run=run).exists()
+
+
+def test_a_run_that_leaves_out_every_rater_says_so_not_that_there_are_no_judgments(project):
+    judge_all(project, [ComparisonFactory(prompt=PromptFactory(project=project)) for _ in range(4)],
+              ["a1", "a2", "a3"], choice="a")
+
+    # everyone chose the left image every time: at this test level, each is flagged and left out
+    run = run_filter(project, {"exclude_position_biased": True, "position_bias_p": 0.5})
+
+    assert all(row["excluded"] for row in run.summary["raters"])
+    assert run.message.startswith("these rules left out all 3 rater(s)") and "no judgments" not in run.message

@@ -325,3 +325,21 @@ def test_the_report_shows_the_share_kept_and_estimated_accuracy_at_each_confiden
     assert all(row["estimated_accuracy"] is None or row["estimated_accuracy"] >= row["min_confidence"]
                for row in rows)
     assert 'data-testid="confidence-tradeoff"' in page
+
+
+def test_machine_judges_are_listed_in_name_order_on_every_run(project):
+    from annotation.models import MachineAnnotator
+
+    comparisons = simulated_crowd(project, units=20)
+    machine_judges(project, comparisons)
+    late = MachineAnnotator.objects.create(name="aardvark", backend="openai_chat", model_ref="m", version="aardvark")
+    PreferenceJudgment.objects.bulk_create([PreferenceJudgment(
+        project=project, source=Source.MACHINE, machine_annotator=late, machine_version=late.version,
+        comparison=comparison, aspect="overall", choice="a", left_image=comparison.image_a)
+        for comparison in comparisons])  # created last, named first
+
+    first, second = run_filter(project), run_filter(project)
+
+    names = [row["judge"] for row in first.summary["machine_judges"]]
+    assert names == ["aardvark", "faithful-vlm", "first-picker"]
+    assert names == [row["judge"] for row in second.summary["machine_judges"]]
