@@ -167,13 +167,14 @@ def import_job_run(*, job_id: int) -> ImportJob:
         except JobCancelled:
             _import_finish(job.project)
             lease.cancelled(f"cancelled after {summary.lines} of {job.lines_total} lines; what they imported is kept")
-            return job
-        except (ValidationError, FileNotFoundError) as exc:
+        except ValidationError as exc:  # images_root no longer allowed (IMPORT_LOCAL_ROOTS changed)
+            lease.fail("; ".join(exc.messages))
+        except FileNotFoundError as exc:
             lease.fail(f"cannot read the manifest: {exc}")
-            return job
-        _import_finish(job.project)
-        lease.succeed(f"{summary.images_created} images imported, {summary.duplicates} duplicates, "
-                      f"{rejected} lines rejected")
+        else:
+            _import_finish(job.project)
+            lease.succeed(f"{summary.images_created} images imported, {summary.duplicates} duplicates, "
+                          f"{rejected} lines rejected")
     job.refresh_from_db()
     return job
 

@@ -27,10 +27,7 @@ def statistics_refresh(*models) -> None:
     SQLite's planner does well enough on the demo's sizes without."""
     if connection.vendor != "postgresql" or not models:
         return
-    tables = _tables(models)
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE " + ", ".join(connection.ops.quote_name(t) for t in tables))
-    log.info("analysed %s", ", ".join(tables))
+    _analyze(_tables(models), "after writing")
 
 
 def statistics_refresh_if_stale(*models) -> list[str]:
@@ -46,7 +43,12 @@ def statistics_refresh_if_stale(*models) -> list[str]:
             " OR n_mod_since_analyze > GREATEST(%s, %s * n_live_tup))",
             [tables, CHANGED_MIN_ROWS, CHANGED_SHARE])
         stale = sorted(row[0] for row in cursor.fetchall())
-        if stale:
-            cursor.execute("ANALYZE " + ", ".join(connection.ops.quote_name(t) for t in stale))
-            log.info("analysed %s before reading", ", ".join(stale))
+    if stale:
+        _analyze(stale, "before reading")
     return stale
+
+
+def _analyze(tables: list[str], when: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE " + ", ".join(connection.ops.quote_name(t) for t in tables))
+    log.info("analysed %s %s", ", ".join(tables), when)

@@ -1,17 +1,17 @@
 """Filter runs through the API: researchers start them and read the report and verdicts as JSON."""
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.api import ListApi
 from annotation.api_support import ERRORS
-from annotation.selectors import MANAGER_ROLES, project_get_for_user, project_role
+from annotation.selectors import project_get_for_user
 from core.api import JOB_FIELDS, JobSerializer
 from core.jobs import job_cancel
 from curation import services
 from curation.models import FilterRun, UnitVerdict
+from curation.selectors import filter_run_get_for_user
 
 
 class FilterRunSerializer(JobSerializer):
@@ -31,13 +31,6 @@ class UnitVerdictSerializer(serializers.ModelSerializer):
     class Meta:
         model = UnitVerdict
         fields = ["comparison", "keep", "consensus", "confidence", "reasons"]
-
-
-def _run_for_user(user, run_id) -> FilterRun:
-    run = FilterRun.objects.select_related("project").filter(pk=run_id).first()
-    if run is None or project_role(user=user, project=run.project) not in MANAGER_ROLES:
-        raise NotFound(f"No filter run {run_id} that you can see.")
-    return run
 
 
 class FilterRunListCreateApi(ListApi):
@@ -64,13 +57,14 @@ class FilterRunListCreateApi(ListApi):
 class FilterRunDetailApi(APIView):
     @extend_schema(operation_id="filter_runs_retrieve", responses={200: FilterRunSerializer, **ERRORS})
     def get(self, request, run_id):
-        return Response(FilterRunSerializer(_run_for_user(request.user, run_id)).data)
+        return Response(FilterRunSerializer(filter_run_get_for_user(user=request.user, run_id=run_id)).data)
 
 
 class FilterRunCancelApi(APIView):
     @extend_schema(operation_id="filter_runs_cancel", request=None, responses={200: FilterRunSerializer, **ERRORS})
     def post(self, request, run_id):
-        return Response(FilterRunSerializer(job_cancel(job=_run_for_user(request.user, run_id))).data)
+        run = filter_run_get_for_user(user=request.user, run_id=run_id)
+        return Response(FilterRunSerializer(job_cancel(job=run)).data)
 
 
 @extend_schema_view(get=extend_schema(
@@ -80,7 +74,7 @@ class FilterRunVerdictListApi(ListApi):
     serializer_class = UnitVerdictSerializer
 
     def rows(self):
-        run = _run_for_user(self.request.user, self.kwargs["run_id"])
+        run = filter_run_get_for_user(user=self.request.user, run_id=self.kwargs["run_id"])
         verdicts = UnitVerdict.objects.filter(run=run).order_by("id")
         keep = self.request.query_params.get("keep")
         if keep in ("true", "false"):

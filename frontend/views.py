@@ -41,6 +41,15 @@ def _project_or_404(user, slug: str, *, manage: bool = False):
         raise DjangoPermissionDenied(str(exc.detail)) from None
 
 
+def _filter_run_or_404(user, run_id: int):
+    from curation.selectors import filter_run_get_for_user
+
+    try:
+        return filter_run_get_for_user(user=user, run_id=run_id)
+    except NotFound:
+        raise Http404(f"No filter run {run_id} that you can see.") from None
+
+
 def _can_manage(user, project) -> bool:
     return selectors.project_role(user=user, project=project) in selectors.MANAGER_ROLES
 
@@ -193,11 +202,9 @@ def filter_run(request, run_id: int):
     from django.core.files.storage import default_storage
 
     from annotation.models import PreferenceJudgment
-    from curation.models import FilterRun, UnitVerdict
+    from curation.models import UnitVerdict
 
-    run = FilterRun.objects.select_related("project", "created_by").filter(pk=run_id).first()
-    if run is None or not _can_manage(request.user, run.project):
-        raise Http404(f"No filter run {run_id} that you can see.")
+    run = _filter_run_or_404(request.user, run_id)
     verdicts = list(UnitVerdict.objects.filter(run=run, keep=False)
                     .select_related("comparison__prompt", "comparison__image_a", "comparison__image_b")
                     .order_by("id")[:DROPPED_SHOWN + 1])
@@ -225,13 +232,9 @@ def filter_run(request, run_id: int):
 @require_POST
 def filter_run_cancel(request, run_id: int):
     from core.jobs import job_cancel
-    from curation.models import FilterRun
 
-    run = FilterRun.objects.select_related("project").filter(pk=run_id).first()
-    if run is None or not _can_manage(request.user, run.project):
-        raise Http404(f"No filter run {run_id} that you can see.")
     try:
-        job_cancel(job=run)
+        job_cancel(job=_filter_run_or_404(request.user, run_id))
     except ValidationError:
         pass  # it finished meanwhile: the page shows how
     return redirect("filter-run", run_id=run_id)

@@ -65,7 +65,7 @@ class AutoAnnotationJob(Job):
     def worker_alive(self, since) -> bool:
         if self.planned_at is None:  # planning: the planner beats
             return super().worker_alive(since)
-        return self.chunks.filter(status=AutoAnnotationChunk.Status.RUNNING, heartbeat_at__gte=since).exists()
+        return AutoAnnotationChunk.live(job=self, since=since).exists()
 
     @classmethod
     def lost_filter(cls) -> Q:
@@ -89,6 +89,11 @@ class AutoAnnotationChunk(models.Model):
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
     attempts = models.PositiveSmallIntegerField(default=0)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    @classmethod
+    def live(cls, *, job, since):
+        """The job's chunks a worker is running and gave a sign of life after `since`."""
+        return cls.objects.filter(job=job, status=cls.Status.RUNNING, heartbeat_at__gte=since)
 
     class Meta:
         ordering = ["id"]

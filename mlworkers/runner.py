@@ -55,7 +55,7 @@ def _plan(lease, job_id: int, send: bool) -> list[int]:
         if job.attempts != lease.attempt or job.status != Job.Status.RUNNING:
             raise JobLost()
         now = timezone.now()
-        live = list(Chunk.objects.filter(job=job, status=Chunk.Status.RUNNING, heartbeat_at__gte=stale_before(now)))
+        live = list(Chunk.live(job=job, since=stale_before(now)))
         Chunk.objects.filter(job=job).exclude(pk__in=[c.pk for c in live]).delete()
         busy = {item for chunk in live for item in chunk.item_ids}
         per_chunk = max(1, settings.AUTO_JOB_CHUNK_ITEMS // job.samples)
@@ -69,9 +69,8 @@ def _plan(lease, job_id: int, send: bool) -> list[int]:
         if current:
             planned.append(current)
         chunks = Chunk.objects.bulk_create([Chunk(job=job, item_ids=items) for items in planned])
-        per_item = len(_orders(job)) * job.samples if job.kind == Job.Kind.PAIRS else 1
         Job.objects.filter(pk=job.pk).update(
-            items_total=(sum(len(c) for c in planned) + len(busy)) * per_item, items_done=0, items_failed=0,
+            items_total=(sum(len(c) for c in planned) + len(busy)) * _per_item(job), items_done=0, items_failed=0,
             chunks_total=len(chunks) + len(live), chunks_done=0)
         if not chunks and not live:
             lease.succeed("nothing left to annotate", planned_at=now)
@@ -177,9 +176,14 @@ def _chunk_alive(chunk, now=None) -> bool:
     return chunk.heartbeat_at is not None and chunk.heartbeat_at >= stale_before(now)
 
 
+def _mine(chunk):
+    """The chunk's row while this attempt still runs it (a worker taken for dead writes nothing)."""
+    return Chunk.objects.filter(pk=chunk.pk, attempts=chunk.attempts, status=Chunk.Status.RUNNING)
+
+
 def _chunk_beat(chunk) -> None:
     now = timezone.now()
-    if Chunk.objects.filter(pk=chunk.pk, attempts=chunk.attempts, status=Chunk.Status.RUNNING).update(heartbeat_at=now):
+    if _mine(chunk).update(heartbeat_at=now):
         Job.objects.filter(pk=chunk.job_id, status__in=(Job.Status.RUNNING, Job.Status.CANCELLING)).update(
             heartbeat_at=now)
 
@@ -192,7 +196,7 @@ def _chunk_store(chunk, judgments, failures, done, failed) -> None:
     """Store a chunk's answers and count them on its job, in one transaction; the last chunk ends
     the job. Answers of a chunk that another worker took over are dropped (that worker stores)."""
     with transaction.atomic():
-        if not Chunk.objects.filter(pk=chunk.pk, attempts=chunk.attempts, status=Chunk.Status.RUNNING).update(
+        if not _mine(chunk).update(
                 status=Chunk.Status.DONE, heartbeat_at=timezone.now()):
             log.warning("auto job chunk %s was taken over; attempt %s stores nothing", chunk.pk, chunk.attempts)
             return
@@ -225,7 +229,7 @@ def _count_and_finish(job_id: int, *, done: int, failed: int, fail_with: str = "
         job.status, job.finished_at = Job.Status.SUCCEEDED, now
         job.message = f"{job.items_done} items annotated, {job.items_failed} failed"
         fields += ["status", "finished_at", "message"]
-    elif job.status == Job.Status.CANCELLING and not _live_chunks(job, now).exists():
+    elif job.status == Job.Status.CANCELLING and not Chunk.live(job=job, since=stale_before(now)).exists():
         job.status, job.finished_at = Job.Status.CANCELLED, now
         job.message = f"cancelled after {job.items_done} items annotated, {job.items_failed} failed"
         fields += ["status", "finished_at", "message"]
@@ -233,14 +237,10 @@ def _count_and_finish(job_id: int, *, done: int, failed: int, fail_with: str = "
     return job.status in Job.FINISHED
 
 
-def _live_chunks(job, now):
-    return Chunk.objects.filter(job=job, status=Chunk.Status.RUNNING, heartbeat_at__gte=stale_before(now))
-
-
 def _chunk_failed(chunk, reason: str, *, fail_job: bool) -> None:
     """Record every item of the chunk as failed with `reason`; with `fail_job`, the job fails with it."""
     with transaction.atomic():
-        if not Chunk.objects.filter(pk=chunk.pk, attempts=chunk.attempts, status=Chunk.Status.RUNNING).update(
+        if not _mine(chunk).update(
                 status=Chunk.Status.FAILED, heartbeat_at=timezone.now()):
             return
         job = Job.objects.get(pk=chunk.job_id)

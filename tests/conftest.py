@@ -189,27 +189,9 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
     # no longer exist, or worse, rows with reused ids: start from an empty queue.
     subprocess.run([sys.executable, "-m", "celery", "-A", "config", "purge", "-f", "-Q", "default,gpu"],
                    cwd=ROOT, env=env, check=True, capture_output=True, timeout=60)
-    log_path = Path(os.environ["PREFSTUDIO_TEST_RUN_DIR"]) / "worker.log"
-    log = open(log_path, "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "default,gpu", "--pool", "solo",
-         "-l", "info", "--without-mingle", "--without-gossip", "--without-heartbeat", "-n", f"test-{os.getpid()}@%h"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while "ready" not in log_path.read_text():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"celery worker did not start:\n{log_path.read_text()}")
-        time.sleep(0.2)
-    process.log_path = log_path
-    yield process
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+    pool = WorkerPool(Path(os.environ["PREFSTUDIO_TEST_RUN_DIR"]), env)
+    yield pool.start(beat=False, name="test")
+    pool.stop_all()
 
 
 def wait_for(predicate, timeout=60, interval=0.2, what="condition"):
@@ -222,4 +204,5 @@ def wait_for(predicate, timeout=60, interval=0.2, what="condition"):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-from tests.workers import private_workers  # noqa: E402,F401  (a fixture; tests/workers.py needs the helpers above)
+# tests/workers.py needs the helpers above; private_workers is a fixture
+from tests.workers import WorkerPool, private_workers  # noqa: E402,F401

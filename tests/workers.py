@@ -56,7 +56,8 @@ def sending_to(app, url: str, transport_options: dict):
 
 
 class WorkerPool:
-    """Starts `celery worker` processes on one private broker folder."""
+    """Starts `celery worker` processes with one environment (its broker included), each logging
+    to a file in `folder`, and stops whatever is left of them."""
 
     def __init__(self, folder: Path, base_env: dict):
         self.folder, self.base_env, self.processes = folder, base_env, []

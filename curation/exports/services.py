@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -60,8 +60,8 @@ def dataset_export_create(*, project, format: str, container: str = "parquet", d
     checked = ExportOptions.from_json(options, export_format=format)
     _check_inputs(project, format, checked, filter_run)
     wanted = _destination_for(project, destination, anywhere=anywhere) if (destination or "").strip() else None
-    if wanted is not None:
-        destination_check_free(destination_parse(wanted))
+    if wanted is not None and destination_parse(wanted).is_s3:
+        destination_check_free(destination_parse(wanted))  # a network listing: before the transaction
     with transaction.atomic():
         export = DatasetExport.objects.create(project=project, format=format, container=container, destination="",
                                               filter_run=filter_run, options=checked.as_json(), created_by=created_by)
@@ -77,8 +77,9 @@ def dataset_export_create(*, project, format: str, container: str = "parquet", d
 
 
 def _claim(export: DatasetExport, destination: str, *, last: bool) -> bool:
-    """Point `export` at `destination` if no other live export holds it and it holds no files.
-    Returns False for a taken default candidate (the next is tried); raises on the last one."""
+    """Point `export` at `destination` if no other live export holds it and it holds no files (an
+    S3 prefix was checked before the transaction). Returns False for a taken default candidate
+    (the next is tried); raises on the last one."""
     parsed = destination_parse(destination)
     key = destination_key(parsed)
     holder = _live_claims(key).exclude(pk=export.pk).values_list("pk", "destination").first()
@@ -87,7 +88,7 @@ def _claim(export: DatasetExport, destination: str, *, last: bool) -> bool:
             where = "is claimed by" if destination_key(destination_parse(holder[1])) == key else "overlaps"
             raise ValidationError({"destination": f"{destination} {where} export {holder[0]} ({holder[1]}); choose "
                                                   f"another destination (one export publishes to one place)"})
-        if export.destination == "" and not last:
+        if not parsed.is_s3:
             destination_check_free(parsed)
         with transaction.atomic():  # a concurrent claim of the same place fails here, on the unique key
             DatasetExport.objects.filter(pk=export.pk).update(destination=destination, destination_key=key)
@@ -107,9 +108,11 @@ def _claim(export: DatasetExport, destination: str, *, last: bool) -> bool:
 def _live_claims(key: str):
     """Exports (not failed or cancelled) whose destination is `key`, lies inside it, or holds it:
     a dataset inside another's folder or prefix would be read as part of it."""
-    nested_in = [str(p) for p in Path(key).parents] if not key.startswith("s3://") else [
-        key[:key.index("/", len("s3://")) + 1] + "/".join(key.split("/")[3:][:n])
-        for n in range(len(key.split("/")[3:]))]
+    if key.startswith("s3://"):
+        bucket, _, prefix = key[len("s3://"):].partition("/")
+        nested_in = [f"s3://{bucket}/{p}".removesuffix(".") for p in PurePosixPath(prefix).parents]
+    else:
+        nested_in = [str(p) for p in Path(key).parents]
     inside = key.rstrip("/") + "/"
     return (DatasetExport.objects.exclude(status__in=(DatasetExport.Status.FAILED, DatasetExport.Status.CANCELLED))
             .filter(Q(destination_key=key) | Q(destination_key__startswith=inside) | Q(destination_key__in=nested_in))
@@ -237,23 +240,23 @@ def dataset_export_build(*, export_id: int, on_total=None, on_rows=None) -> Data
         except JobLost:
             destination.abort(remote=False)  # the files under the destination are the new attempt's now
             raise
-        except ValidationError as exc:
+        except (ValidationError, ExportError, OSError) as exc:  # final: the owner must change something
             destination.abort()
-            lease.fail(validation_text(exc), rows_done=progress.done)
-            return _refreshed(export)
-        except ExportError as exc:
-            destination.abort()
-            lease.fail(str(exc), rows_done=progress.done)
-            return _refreshed(export)
-        except OSError as exc:
-            destination.abort()
-            lease.fail(os_error_text(exc, "the export"), rows_done=progress.done)
+            lease.fail(_failure_text(exc), rows_done=progress.done)
             return _refreshed(export)
         except BaseException:
             destination.abort()
             raise
         lease.succeed(" ".join(manifest["notes"]), manifest=manifest, rows_done=progress.done)
     return _refreshed(export)
+
+
+def _failure_text(exc: ValidationError | ExportError | OSError) -> str:
+    if isinstance(exc, ValidationError):
+        return validation_text(exc)
+    if isinstance(exc, OSError):
+        return os_error_text(exc, "the export")
+    return str(exc)
 
 
 def validation_text(exc: ValidationError) -> str:
