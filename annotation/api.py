@@ -2,18 +2,24 @@
 from django.contrib.auth import get_user_model
 from django.core.files.storage import default_storage
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import generics, serializers, status
-from rest_framework.authtoken.models import Token
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import serializers, status
 from rest_framework.authtoken.serializers import AuthTokenSerializer
-from rest_framework.exceptions import NotFound, PermissionDenied
-from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.exceptions import NotFound, PermissionDenied, Throttled, ValidationError
+from rest_framework.parsers import FormParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation import selectors, services
-from annotation.api_support import ERRORS, ErrorSerializer
+from annotation.auth import (
+    api_token_expires_at,
+    api_token_obtain,
+    api_token_revoke,
+    sign_in_locked_out_message,
+    sign_in_retry_after_seconds,
+)
+from annotation.uploads import ManifestMultiPartParser
 from annotation.models import (
     ArtifactFlag,
     AspectScore,
@@ -28,43 +34,53 @@ from annotation.models import (
     Prompt,
     TaskType,
 )
-from core.api import JOB_FIELDS, JobSerializer
+from core.api import JOB_FIELDS, JobSerializer, ListApi
+from core.api_support import ARCHIVED, ERRORS, ErrorSerializer
+from core.models import AuditEntry
 from core.jobs import job_cancel
-
-
-class ListApi(generics.GenericAPIView):
-    """A paginated list whose rows come from `rows()`; the schema generator gets an empty
-    queryset of the serializer's model, since it calls without a user or URL arguments."""
-
-    def rows(self):
-        raise NotImplementedError
-
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return self.serializer_class.Meta.model.objects.none()
-        return self.rows()
-
-    def list_response(self):
-        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
 
 # --- authentication -----------------------------------------------------------------------
 
-class TokenObtainApi(APIView):
-    permission_classes = [AllowAny]
-    authentication_classes = []
+class TokenApi(APIView):
+    """POST trades a username and password for the user's API token; DELETE revokes it."""
 
     class OutputSerializer(serializers.Serializer):
         token = serializers.CharField()
+        expires_at = serializers.DateTimeField(allow_null=True, help_text="Null where tokens never expire.")
+
+    def _obtaining(self) -> bool:
+        # The schema generator asks before it has set a request.
+        return getattr(getattr(self, "request", None), "method", None) == "POST"
+
+    def get_authenticators(self):
+        # Trading a password needs no other credentials: a stale token, or a session without its
+        # CSRF token, must not stand in the way.
+        return [] if self._obtaining() else super().get_authenticators()
+
+    def get_permissions(self):
+        return [AllowAny()] if self._obtaining() else super().get_permissions()
 
     @extend_schema(operation_id="auth_token_obtain", request=AuthTokenSerializer,
-                   responses={200: OutputSerializer, 400: ErrorSerializer})
+                   responses={200: OutputSerializer, 400: ErrorSerializer,
+                              429: OpenApiResponse(ErrorSerializer, description="Too many failed attempts for "
+                                                   "this account from this address; see Retry-After.")})
     def post(self, request):
         serializer = AuthTokenSerializer(data=request.data, context={"request": request})
-        serializer.is_valid(raise_exception=True)
-        token, _ = Token.objects.get_or_create(user=serializer.validated_data["user"])
-        return Response({"token": token.key})
+        valid = serializer.is_valid()
+        if getattr(request, "axes_locked_out", False):  # set by django-axes while authenticating
+            raise Throttled(wait=sign_in_retry_after_seconds(), detail=sign_in_locked_out_message(),
+                            code="locked_out")
+        if not valid:
+            raise ValidationError(serializer.errors)
+        token = api_token_obtain(user=serializer.validated_data["user"])
+        return Response({"token": token.key, "expires_at": api_token_expires_at(token)})
+
+    @extend_schema(operation_id="auth_token_revoke", request=None, responses={204: None, **ERRORS})
+    def delete(self, request):
+        """Revokes the caller's token (the one used for this call, when it was a token call)."""
+        api_token_revoke(user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 # --- projects -----------------------------------------------------------------------------
@@ -142,7 +158,7 @@ class ProjectDetailApi(APIView):
         project = selectors.project_get_for_user(user=request.user, slug=slug, manage=True)
         data = ProjectUpdateSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        project = services.project_update(project=project, **data.validated_data)
+        project = services.project_update(project=project, actor=request.user, **data.validated_data)
         return Response(ProjectOutputSerializer(project, context={"request": request}).data)
 
 
@@ -177,11 +193,6 @@ def _user_by_name(username: str):
     return user
 
 
-def _check_may_grant(request, project, role):
-    if role == Membership.Role.ADMIN and selectors.project_role(user=request.user, project=project) != Membership.Role.ADMIN:
-        raise PermissionDenied("Only a project admin may grant the admin role.")
-
-
 class MemberListCreateApi(ListApi):
     serializer_class = MembershipOutputSerializer
 
@@ -200,9 +211,8 @@ class MemberListCreateApi(ListApi):
         project = selectors.project_get_for_user(user=request.user, slug=slug, manage=True)
         data = MembershipInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        _check_may_grant(request, project, data.validated_data["role"])
         membership = services.membership_set(project=project, user=_user_by_name(data.validated_data["username"]),
-                                             role=data.validated_data["role"])
+                                             role=data.validated_data["role"], actor=request.user)
         return Response(MembershipOutputSerializer(membership).data, status=status.HTTP_201_CREATED)
 
 
@@ -213,17 +223,15 @@ class MemberDetailApi(APIView):
         project = selectors.project_get_for_user(user=request.user, slug=slug, manage=True)
         data = MembershipRoleSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        _check_may_grant(request, project, data.validated_data["role"])
-        user = _user_by_name(username)
-        if not Membership.objects.filter(project=project, user=user).exists():
-            raise NotFound(f"{username!r} is not a member of {slug!r}.")
-        membership = services.membership_set(project=project, user=user, role=data.validated_data["role"])
+        user = _member(project, username)
+        membership = services.membership_set(project=project, user=user, role=data.validated_data["role"],
+                                             actor=request.user)
         return Response(MembershipOutputSerializer(membership).data)
 
     @extend_schema(operation_id="members_remove", responses={204: None, **ERRORS})
     def delete(self, request, slug, username):
         project = selectors.project_get_for_user(user=request.user, slug=slug, manage=True)
-        services.membership_remove(project=project, user=_user_by_name(username))
+        services.membership_remove(project=project, user=_user_by_name(username), actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -337,7 +345,7 @@ class ImportJobInputSerializer(serializers.Serializer):
     manifest = serializers.FileField(help_text="JSONL: one {prompt, image, generator?, seed?, category?, meta?} per line.")
     images_root = serializers.CharField(required=False, allow_blank=True, max_length=1000,
                                         help_text="Server folder for relative paths; must lie under IMPORT_LOCAL_ROOTS.")
-    max_pairs_per_prompt = serializers.IntegerField(required=False, min_value=1, allow_null=True)
+    max_pairs_per_prompt = serializers.IntegerField(required=False, min_value=1, max_value=2**31 - 1, allow_null=True)
 
 
 class ImportLineErrorSerializer(serializers.ModelSerializer):
@@ -348,7 +356,7 @@ class ImportLineErrorSerializer(serializers.ModelSerializer):
 
 class ImportJobListCreateApi(ListApi):
     serializer_class = ImportJobOutputSerializer
-    parser_classes = [MultiPartParser, FormParser]
+    parser_classes = [ManifestMultiPartParser, FormParser]
 
     def rows(self):
         project = selectors.project_get_for_user(user=self.request.user, slug=self.kwargs["slug"], manage=True)
@@ -359,13 +367,15 @@ class ImportJobListCreateApi(ListApi):
         return self.list_response()
 
     @extend_schema(operation_id="imports_create", request={"multipart/form-data": ImportJobInputSerializer},
-                   responses={202: ImportJobOutputSerializer, **ERRORS})
+                   responses={202: ImportJobOutputSerializer, **ERRORS, **ARCHIVED,
+                              413: OpenApiResponse(ErrorSerializer)})
     def post(self, request, slug):
+        """The manifest arrives in a temporary file, at most IMPORT_MANIFEST_MAX_BYTES (413 past it)."""
         project = selectors.project_get_for_user(user=request.user, slug=slug, manage=True)
         data = ImportJobInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         job = services.import_job_create(
-            project=project, creator=request.user, manifest=data.validated_data["manifest"].read(),
+            project=project, creator=request.user, manifest=data.validated_data["manifest"],
             images_root=data.validated_data.get("images_root", ""),
             max_pairs_per_prompt=data.validated_data.get("max_pairs_per_prompt"),
         )
@@ -382,7 +392,7 @@ class ImportJobCancelApi(APIView):
     @extend_schema(operation_id="imports_cancel", request=None, responses={200: ImportJobOutputSerializer, **ERRORS})
     def post(self, request, job_id):
         job = selectors.import_job_get_for_user(user=request.user, job_id=job_id)
-        return Response(ImportJobOutputSerializer(job_cancel(job=job)).data)
+        return Response(ImportJobOutputSerializer(job_cancel(job=job, actor=request.user)).data)
 
 
 @_list_schema("imports_errors_list", ImportLineErrorSerializer)
@@ -446,7 +456,8 @@ class MemberSuspendApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = _member(project, username)
-        membership = services.membership_suspend(project=project, user=user, reason=data.validated_data["reason"])
+        membership = services.membership_suspend(project=project, user=user, reason=data.validated_data["reason"],
+                                                 actor=request.user)
         return Response(MembershipOutputSerializer(membership).data)
 
 
@@ -454,7 +465,7 @@ class MemberReinstateApi(APIView):
     @extend_schema(operation_id="members_reinstate", request=None, responses={200: MembershipOutputSerializer, **ERRORS})
     def post(self, request, slug, username):
         project = selectors.project_get_for_user(user=request.user, slug=slug, manage=True)
-        membership = services.membership_reinstate(project=project, user=_member(project, username))
+        membership = services.membership_reinstate(project=project, user=_member(project, username), actor=request.user)
         return Response(MembershipOutputSerializer(membership).data)
 
 
@@ -463,3 +474,27 @@ def _member(project, username):
     if not Membership.objects.filter(project=project, user=user).exists():
         raise NotFound(f"{username!r} is not a member of {project.slug!r}.")
     return user
+
+
+# --- the audit log ------------------------------------------------------------------------
+
+class AuditEntryOutputSerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(source="actor_username", help_text="Who acted; blank when the platform did.")
+
+    class Meta:
+        model = AuditEntry
+        fields = ["id", "created_at", "action", "actor", "target", "details"]
+
+
+@_list_schema("audit_list", AuditEntryOutputSerializer)
+class AuditEntryListApi(ListApi):
+    """The project's audit log, newest first (roles, suspensions, archiving and deletions, jobs
+    started and cancelled): for its admins."""
+
+    serializer_class = AuditEntryOutputSerializer
+
+    def rows(self):
+        return selectors.audit_entries_for_user(user=self.request.user, slug=self.kwargs["slug"])
+
+    def get(self, request, slug):
+        return self.list_response()

@@ -1,15 +1,15 @@
 """The annotator workspace's API (docs/workspace-api.md): lease, submit, undo, progress, profile."""
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation import selectors
-from annotation.api_support import ERRORS
 from annotation.assignment import assignments_lease_next, require_active
 from annotation.judging import submission_undo_last, submissions_store
 from annotation.models import AnnotatorProfile, TaskType
+from core.api_support import ARCHIVED, ERRORS, ErrorSerializer
 
 
 class ImageRefSerializer(serializers.Serializer):
@@ -62,7 +62,8 @@ class WorkNextApi(APIView):
         task_type = serializers.ChoiceField(choices=TaskType.choices)
         count = serializers.IntegerField(min_value=1, max_value=10, default=3)
 
-    @extend_schema(operation_id="work_next", request=InputSerializer, responses={200: UnitsSerializer, **ERRORS})
+    @extend_schema(operation_id="work_next", request=InputSerializer,
+                   responses={200: UnitsSerializer, **ERRORS, **ARCHIVED})
     def post(self, request, slug):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -94,7 +95,7 @@ class SubmitItemSerializer(serializers.Serializer):
 
 class SubmitResultSerializer(serializers.Serializer):
     idempotency_key = serializers.CharField()
-    status = serializers.ChoiceField(choices=["stored", "duplicate", "rejected"])
+    status = serializers.ChoiceField(choices=["stored", "duplicate", "conflict", "rejected"])
     message = serializers.CharField(allow_blank=True)
 
 
@@ -114,8 +115,10 @@ class WorkSubmitApi(APIView):
     class RequestSchema(serializers.Serializer):
         submissions = SubmitItemSerializer(many=True)
 
-    @extend_schema(operation_id="work_submit", request=RequestSchema, responses={200: OutputSerializer, **ERRORS})
+    @extend_schema(operation_id="work_submit", request=RequestSchema,
+                   responses={200: OutputSerializer, **ERRORS, 409: OpenApiResponse(ErrorSerializer)})
     def post(self, request, slug):
+        """A batch of one answers 400 when refused, 409 when its key was used for a different item."""
         membership = _membership_for_work(request, slug)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -124,11 +127,14 @@ class WorkSubmitApi(APIView):
         if len(outcomes) == 1 and outcomes[0].status == "rejected":
             return Response({"message": f"Submission rejected: {outcomes[0].message}", "extra": {"results": results}},
                             status=status.HTTP_400_BAD_REQUEST)
+        if len(outcomes) == 1 and outcomes[0].status == "conflict":
+            return Response({"message": f"Submission conflict: {outcomes[0].message}",
+                             "extra": {"code": "conflict", "results": results}}, status=status.HTTP_409_CONFLICT)
         return Response({"results": results})
 
 
 class WorkUndoApi(APIView):
-    @extend_schema(operation_id="work_undo", request=None, responses={200: UnitsSerializer, **ERRORS})
+    @extend_schema(operation_id="work_undo", request=None, responses={200: UnitsSerializer, **ERRORS, **ARCHIVED})
     def post(self, request, slug):
         assignment = submission_undo_last(membership=_membership_for_work(request, slug))
         if assignment is None:
@@ -209,7 +215,8 @@ class GoldUnitsApi(APIView):
 
         marked = serializers.IntegerField()
 
-    @extend_schema(operation_id="gold_units_mark", request=InputSerializer, responses={200: OutputSerializer, **ERRORS})
+    @extend_schema(operation_id="gold_units_mark", request=InputSerializer,
+                   responses={200: OutputSerializer, **ERRORS, **ARCHIVED})
     def post(self, request, slug):
         from annotation.assignment import gold_units_mark
 

@@ -16,6 +16,7 @@ from django.utils import timezone
 from rest_framework.exceptions import PermissionDenied
 
 from annotation.models import Assignment, Membership, Project, TaskType, WorkUnit
+from annotation.selectors import project_require_writable
 
 MAX_LEASE_BATCH = 10
 
@@ -42,7 +43,9 @@ def work_units_open(*, project: Project) -> int:
 
 
 def require_active(membership: Membership) -> None:
-    """Work needs an active membership (callers pass one fetched with its project)."""
+    """Work needs an active membership of a project that is not archived (callers pass one fetched
+    with its project)."""
+    project_require_writable(project=membership.project)
     if membership.status == Membership.Status.SUSPENDED:
         raise PermissionDenied("Your work on this project is suspended"
                                + (f": {membership.status_reason}" if membership.status_reason else "."))
@@ -113,16 +116,20 @@ def assignments_lease_next(*, membership: Membership, task_type: str, count: int
 
 def _pick_units(project, annotator, task_type, *, gold: bool, limit: int) -> list[tuple[int, int, int]]:
     """Lock up to `limit` units this person may take and return (unit id, image_a id, image_b id)
-    (the image ids are None but for pairs); caller holds a transaction."""
+    (the image ids are None but for pairs); caller holds a transaction. Units of hidden items are
+    passed over (hiding an image hides its comparisons too)."""
     if limit <= 0:
         return []
     unit, assignment, comparison = WorkUnit._meta.db_table, Assignment._meta.db_table, "annotation_comparison"
     room = "" if gold else "AND u.filled < %(overlap)s"
     order = "u.id" if gold else "u.filled DESC, u.prompt_id, u.id"
     lock = "FOR UPDATE OF u SKIP LOCKED" if connection.vendor == "postgresql" else ""
+    # Pairs already join their comparison; only image units join the image, to see it is shown.
+    image = "" if task_type == TaskType.PAIRWISE else 'LEFT JOIN "annotation_image" i ON i.id = u.image_id'
+    shown = "c.hidden_at IS NULL" if task_type == TaskType.PAIRWISE else "i.hidden_at IS NULL"
     sql = (f'SELECT u.id, c.image_a_id, c.image_b_id FROM "{unit}" u LEFT JOIN "{comparison}" c '
-           f'ON c.id = u.comparison_id WHERE u.project_id = %(project)s AND u.task_type = %(task_type)s '
-           f'AND u.is_gold = %(gold)s {room} AND NOT EXISTS (SELECT 1 FROM "{assignment}" a '
+           f'ON c.id = u.comparison_id {image} WHERE u.project_id = %(project)s AND u.task_type = %(task_type)s '
+           f'AND u.is_gold = %(gold)s {room} AND {shown} AND NOT EXISTS (SELECT 1 FROM "{assignment}" a '
            f'WHERE a.unit_id = u.id AND a.annotator_id = %(annotator)s) ORDER BY {order} LIMIT %(limit)s {lock}')
     with connection.cursor() as cursor:
         cursor.execute(sql, {"project": project.id, "task_type": task_type, "gold": gold, "overlap": project.overlap,
@@ -163,6 +170,7 @@ def gold_units_mark(*, project: Project, items: list[dict]) -> list[WorkUnit]:
     `answer`. Personal ratings have no right answer and cannot be gold."""
     from django.core.exceptions import ValidationError
 
+    project_require_writable(project=project)
     marked = []
     with transaction.atomic():
         for n, item in enumerate(items, start=1):

@@ -3,14 +3,20 @@
 Every reader raises `ImageSourceError` with a message that says what was wrong; nothing here
 writes anything.
 """
+import http.client
 import ipaddress
 import socket
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import urllib3
 from django.conf import settings
+from urllib3.connection import HTTPConnection, HTTPSConnection
+
+from core.s3 import s3_client_cached
 
 
 class ImageSourceError(Exception):
@@ -30,7 +36,8 @@ class SourcePolicy:
     absolute_paths_anywhere: bool = False
     allow_private_urls: bool = False
     max_bytes: int = 50 * 1024 * 1024
-    url_timeout_s: float = 20.0
+    url_timeout_s: float = 20.0  # one connect or read
+    url_deadline_s: float = 20.0  # the whole fetch, redirects included
 
     @classmethod
     def from_settings(cls, *, images_root: Path | None, absolute_paths_anywhere: bool = False) -> "SourcePolicy":
@@ -40,6 +47,7 @@ class SourcePolicy:
             allow_private_urls=settings.IMPORT_ALLOW_PRIVATE_URLS,
             max_bytes=settings.IMPORT_MAX_BYTES,
             url_timeout_s=settings.IMPORT_URL_TIMEOUT_S,
+            url_deadline_s=settings.IMPORT_URL_DEADLINE_S,
         )
 
 
@@ -85,36 +93,13 @@ def _read_path(ref: str, policy: SourcePolicy) -> bytes:
     return path.read_bytes()
 
 
-def s3_client():
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=settings.AWS_S3_ENDPOINT_URL,
-        region_name=settings.AWS_S3_REGION_NAME,
-        aws_access_key_id=settings.AWS_ACCESS_KEY_ID,
-        aws_secret_access_key=settings.AWS_SECRET_ACCESS_KEY,
-    )
-
-
-_s3_clients: dict[tuple, object] = {}
-
-
-def _cached_s3_client():
-    """One client per endpoint and credentials (boto3 clients are thread-safe, and slow to make)."""
-    key = (settings.AWS_S3_ENDPOINT_URL, settings.AWS_S3_REGION_NAME, settings.AWS_ACCESS_KEY_ID)
-    if key not in _s3_clients:
-        _s3_clients[key] = s3_client()
-    return _s3_clients[key]
-
-
 def _read_s3(ref: str, policy: SourcePolicy) -> bytes:
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket, _, key = ref[len("s3://"):].partition("/")
     if not bucket or not key:
         raise ImageSourceError(f"malformed S3 reference {ref!r}: expected s3://bucket/key")
-    client = _cached_s3_client()
+    client = s3_client_cached()
     try:
         head = client.head_object(Bucket=bucket, Key=key)
         if head["ContentLength"] > policy.max_bytes:
@@ -159,40 +144,83 @@ def _resolve_checked(host: str, port: int, policy: SourcePolicy) -> str:
     return str(addresses[0])
 
 
-def _read_url(ref: str, policy: SourcePolicy, redirects_left: int = 3) -> bytes:
+class _Watchdog:
+    """Shuts a connection's socket once the fetch's deadline passes. A socket timeout bounds one
+    read only: a server that drips a byte now and then would hold the fetch forever, and
+    shutting the socket is what wakes a read blocked in another thread."""
+
+    def __init__(self, connection: HTTPConnection, seconds: float):
+        self.connection = connection
+        self.expired = threading.Event()
+        self.timer = threading.Timer(seconds, self._cut)
+        self.timer.daemon = True
+
+    def _cut(self) -> None:
+        self.expired.set()
+        sock = self.connection.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def __enter__(self):
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.timer.cancel()
+
+
+def _read_url(ref: str, policy: SourcePolicy, redirects_left: int = 3, deadline: float | None = None) -> bytes:
+    """The body of `ref`, within policy.url_deadline_s seconds in all (redirects included)."""
+    if deadline is None:
+        deadline = time.monotonic() + policy.url_deadline_s
+    too_slow = ImageSourceError(f"fetching {ref} took longer than {policy.url_deadline_s:g} s "
+                                f"(IMPORT_URL_DEADLINE_S)")
     parts = urlsplit(ref)
     if not parts.hostname:
         raise ImageSourceError(f"URL without a host: {ref!r}")
     port = parts.port or (443 if parts.scheme == "https" else 80)
     address = _resolve_checked(parts.hostname, port, policy)
-    timeout = urllib3.Timeout(connect=policy.url_timeout_s, read=policy.url_timeout_s)
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise too_slow
+    timeout = min(policy.url_timeout_s, left)  # each connect and read; the watchdog bounds them all
     if parts.scheme == "https":
-        pool = urllib3.HTTPSConnectionPool(address, port, timeout=timeout, server_hostname=parts.hostname,
-                                           assert_hostname=parts.hostname, retries=False)
+        connection = HTTPSConnection(address, port, timeout=timeout, server_hostname=parts.hostname,
+                                     assert_hostname=parts.hostname)
     else:
-        pool = urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False)
+        connection = HTTPConnection(address, port, timeout=timeout)
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
     host_header = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+    location = None
     try:
-        response = pool.urlopen("GET", path, headers={"Host": host_header, "User-Agent": "prefstudio-import"},
-                                redirect=False, preload_content=False)
-        try:
+        with _Watchdog(connection, left) as watchdog:
+            connection.request("GET", path, headers={"Host": host_header, "User-Agent": "prefstudio-import"},
+                               preload_content=False)
+            response = connection.getresponse()
             if response.status in (301, 302, 303, 307, 308):
                 location = response.headers.get("Location")
                 if not location or redirects_left == 0:
                     raise ImageSourceError(f"too many or empty redirects from {ref}")
-                return _read_url(urljoin(ref, location), policy, redirects_left - 1)
-            if response.status != 200:
+            elif response.status != 200:
                 raise ImageSourceError(f"URL answered HTTP {response.status}: {ref}")
-            body = response.read(policy.max_bytes + 1)
-            if len(body) > policy.max_bytes:
-                raise ImageSourceError(f"URL body is over the {policy.max_bytes}-byte limit: {ref}")
-            return body
-        finally:
-            response.release_conn()
-    except urllib3.exceptions.HTTPError as exc:
+            else:
+                body = response.read(policy.max_bytes + 1)
+        # A body cut short by the watchdog may read as complete (no Content-Length): check first.
+        if watchdog.expired.is_set():
+            raise too_slow
+    except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
+        if watchdog.expired.is_set():
+            raise too_slow from None
         raise ImageSourceError(f"cannot fetch {ref}: {exc.__class__.__name__}") from None
     finally:
-        pool.close()
+        connection.close()
+    if location is not None:
+        return _read_url(urljoin(ref, location), policy, redirects_left - 1, deadline)
+    if len(body) > policy.max_bytes:
+        raise ImageSourceError(f"URL body is over the {policy.max_bytes}-byte limit: {ref}")
+    return body

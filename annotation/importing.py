@@ -8,7 +8,9 @@ same manifest again creates nothing: prompts are unique per project and text, im
 prompt and sha256, comparisons per pair.
 """
 import json
+import math
 import random
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -73,14 +75,76 @@ class LineInvalid(Exception):
         self.message = message
 
 
+def _finite_number(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range for a JSON number")
+    return value
+
+
+def _not_a_json_number(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+# PostgreSQL stores no NUL in text or jsonb, and text holding an unpaired surrogate (JSON can
+# write one as "\ud800") cannot be encoded as UTF-8: a value with either would fail its whole chunk.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _unstorable(text: str) -> str | None:
+    """Why `text` cannot be stored, or None."""
+    match = _UNSTORABLE.search(text)
+    if match is None:
+        return None
+    char = match.group()
+    return "contains a NUL character" if char == "\x00" else f"contains an unpaired surrogate \\u{ord(char):04x}"
+
+
+def _shown(text: str, limit: int = 80) -> str:
+    """`text` safe to store in an error message: NULs and unpaired surrogates written as escapes."""
+    text = text if len(text) <= limit else text[:limit] + "..."
+    return _UNSTORABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _check_storable(obj: dict) -> None:
+    """Raise LineInvalid for the first key or string anywhere in the line that cannot be stored."""
+    for key in obj:
+        problem = _unstorable(key)
+        if problem:
+            raise LineInvalid("", f"field name '{_shown(key)}' {problem}")
+    for top, value in obj.items():
+        stack = [(top, value)]  # iterative: a deeply nested meta must not exhaust the stack
+        while stack:
+            where, value = stack.pop()
+            if isinstance(value, str):
+                problem = _unstorable(value)
+                if problem:
+                    raise LineInvalid(top, f"{where} {problem}")
+            elif isinstance(value, dict):
+                for key, inner in value.items():
+                    problem = _unstorable(key)
+                    if problem:
+                        raise LineInvalid(top, f"{where} has a key '{_shown(key)}' that {problem}")
+                stack.extend((f"{where}.{key}", inner) for key, inner in reversed(value.items()))
+            elif isinstance(value, list):
+                stack.extend((f"{where}[{i}]", inner) for i, inner in reversed(list(enumerate(value))))
+
+
 def parse_line(number: int, raw: str) -> ManifestEntry:
-    """Parse one manifest line; raises LineInvalid naming the field at fault."""
+    """Parse one manifest line; raises LineInvalid naming the field at fault.
+
+    Whatever the line holds, it is refused here rather than failing later, in the database."""
     try:
-        obj = json.loads(raw)
-    except ValueError as exc:
+        obj = json.loads(raw, parse_float=_finite_number, parse_constant=_not_a_json_number)
+    except json.JSONDecodeError as exc:
         raise LineInvalid("", f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+    except ValueError as exc:  # NaN, 1e999, or an integer of thousands of digits
+        raise LineInvalid("", f"not valid JSON ({exc})") from None
+    except RecursionError:
+        raise LineInvalid("", "not valid JSON (nested too deeply)") from None
     if not isinstance(obj, dict):
         raise LineInvalid("", "a line must be a JSON object")
+    _check_storable(obj)
     unknown = set(obj) - ALLOWED_KEYS
     if unknown:
         raise LineInvalid(sorted(unknown)[0], f"unknown field(s) {', '.join(sorted(unknown))}; "
@@ -148,12 +212,53 @@ class ImageResolver:
         return out
 
 
-def iter_numbered_lines(lines: Iterable[str | bytes]) -> Iterator[tuple[int, str]]:
+# JSON's whitespace (and what splits lines): a line of nothing else is blank and skipped.
+_BLANK = " \t\r\n\x0b\x0c"
+_BLANK_BYTES = _BLANK.encode()
+
+
+def iter_numbered_lines(lines: Iterable[str | bytes]) -> Iterator[tuple[int, str | LineInvalid]]:
+    """The non-blank lines with their 1-based numbers; a line of bytes that is not valid UTF-8
+    comes as a LineInvalid naming the offset of its first invalid byte, in the line and (when
+    every line came as bytes) in the file."""
+    offset: int | None = 0
     for number, raw in enumerate(lines, start=1):
         if isinstance(raw, bytes):
-            raw = raw.decode("utf-8", errors="replace")
-        if raw.strip():
-            yield number, raw
+            line_offset = offset
+            offset = None if offset is None else offset + len(raw)
+            if not raw.strip(_BLANK_BYTES):
+                continue
+            try:
+                raw = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                where = f"offset {exc.start} of the line"
+                if line_offset is not None:
+                    where += f", byte {line_offset + exc.start} of the file"
+                yield number, LineInvalid("", f"not valid UTF-8: byte 0x{raw[exc.start]:02x} at {where} "
+                                              f"(offsets count bytes from 0)")
+                continue
+        else:
+            offset = None
+            if not raw.strip(_BLANK):
+                continue
+        yield number, raw
+
+
+def manifest_line_count(manifest, chunk_size: int = 1 << 20) -> int:
+    """How many lines `manifest` (a binary file) holds that `iter_numbered_lines` would yield,
+    read `chunk_size` bytes at a time (a line may be longer than memory should hold). Leaves the
+    file at its start."""
+    manifest.seek(0)
+    count, pending = 0, False  # pending: the line being read has a non-blank byte
+    while chunk := manifest.read(chunk_size):
+        pieces = chunk.split(b"\n")
+        for piece in pieces[:-1]:
+            if pending or piece.strip(_BLANK_BYTES):
+                count += 1
+            pending = False
+        pending = pending or bool(pieces[-1].strip(_BLANK_BYTES))
+    manifest.seek(0)
+    return count + pending
 
 
 def manifest_import(
@@ -178,7 +283,7 @@ def manifest_import(
     """
     summary = summary or ImportSummary()
     resolver = resolver or ImageResolver(policy)
-    chunk: list[tuple[int, str]] = []
+    chunk: list[tuple[int, str | LineInvalid]] = []
     for index, numbered in enumerate(iter_numbered_lines(lines)):
         if index < skip_lines:
             continue
@@ -198,6 +303,8 @@ def _import_chunk(project, chunk, resolver, max_pairs, summary, on_chunk, before
     entries: list[ManifestEntry] = []
     for number, raw in chunk:
         try:
+            if isinstance(raw, LineInvalid):
+                raise raw
             entries.append(parse_line(number, raw))
         except LineInvalid as exc:
             errors.append(LineError(number, exc.field, exc.message))

@@ -2,9 +2,12 @@
 
 A submission is accepted only for a unit the person holds (an active lease) or may still take
 (their lease expired but the unit still has room). Its idempotency key makes a retried POST a
-no-op that answers "duplicate". Nothing is ever overwritten: undo marks the submission and its
+no-op that answers "duplicate"; a different item sent under a key already used answers
+"conflict", and the first stays. Nothing is ever overwritten: undo marks the submission and its
 judgment rows retracted and gives the lease back.
 """
+import hashlib
+import json
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -33,7 +36,7 @@ class SubmissionRejected(Exception):
 @dataclass(frozen=True)
 class SubmissionOutcome:
     idempotency_key: str
-    status: str  # stored | duplicate | rejected
+    status: str  # stored | duplicate | conflict | rejected
     message: str = ""
     submission: Submission | None = None
 
@@ -45,7 +48,8 @@ def submission_store(*, membership: Membership, item: dict) -> SubmissionOutcome
 
 def submissions_store(*, membership: Membership, items: list[dict]) -> list[SubmissionOutcome]:
     """Store a batch of one person's submissions (docs/workspace-api.md gives an item's shape),
-    answering each with stored / duplicate / rejected and the reason; never raises for bad input.
+    answering each with stored / duplicate / conflict / rejected and the reason; never raises for
+    bad input.
 
     The batch is written set-wise in one transaction: its assignments are locked together, and
     submissions, judgments and counters go in a few statements. Should a concurrent retry of a
@@ -65,12 +69,29 @@ def submissions_store(*, membership: Membership, items: list[dict]) -> list[Subm
         if len(todo) == 1:
             key = items[todo[0]]["idempotency_key"]
             earlier = Submission.objects.filter(annotator=membership.user, idempotency_key=key).first()
-            outcomes[todo[0]] = (SubmissionOutcome(key, "duplicate", "already stored", earlier) if earlier else
+            outcomes[todo[0]] = (_repeat_outcome(earlier, items[todo[0]]) if earlier else
                                  SubmissionOutcome(key, "rejected", "this unit was already judged by you"))
         else:
             for i in todo:
                 outcomes[i] = submissions_store(membership=membership, items=[items[i]])[0]
     return outcomes
+
+
+def item_sha256(item: dict) -> str:
+    """The fingerprint of a submitted item: its JSON with sorted keys, the idempotency key left out."""
+    body = {name: value for name, value in item.items() if name != "idempotency_key"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+
+
+def _repeat_outcome(earlier: Submission, item: dict) -> SubmissionOutcome:
+    """The answer to an item whose key is stored already: the same item again is a retry; another
+    item under that key is a conflict, and the stored one stands (a submission stored before
+    fingerprints were kept counts as the same)."""
+    key = earlier.idempotency_key
+    if earlier.item_sha256 and earlier.item_sha256 != item_sha256(item):
+        return SubmissionOutcome(key, "conflict", "this idempotency_key was already used for a different answer, "
+                                                  "which is kept; this one was not stored", earlier)
+    return SubmissionOutcome(key, "duplicate", "already stored", earlier)
 
 
 def _shape_problem(item) -> SubmissionOutcome | None:
@@ -108,7 +129,7 @@ def _store_batch(membership, items, todo, outcomes) -> None:
                 # Only here can the key have been stored before: the answer to a retried POST.
                 earlier = Submission.objects.filter(annotator=annotator, idempotency_key=key).first()
                 if earlier is not None:
-                    outcomes[i] = SubmissionOutcome(key, "duplicate", "already stored", earlier)
+                    outcomes[i] = _repeat_outcome(earlier, item)
                     continue
                 raise SubmissionRejected("you already answered this unit")
             skipping = bool(item.get("skip"))
@@ -122,7 +143,7 @@ def _store_batch(membership, items, todo, outcomes) -> None:
         keys_in_batch.add(key)
         assignment.status = Assignment.Status.SKIPPED if skipping else Assignment.Status.COMPLETED
         submission = Submission(project=project, annotator=annotator, assignment=assignment, idempotency_key=key,
-                                kind=Submission.Kind.SKIPPED if skipping else Submission.Kind.JUDGED,
+                                item_sha256=item_sha256(item), kind=Submission.Kind.SKIPPED if skipping else Submission.Kind.JUDGED,
                                 skip_reason=str(item.get("reason") or "")[:SKIP_REASON_MAX_CHARS],
                                 latency_ms=item.get("latency_ms"))
         accepted.append((i, submission, judgments))

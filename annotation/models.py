@@ -1,8 +1,10 @@
 """Projects, their items (prompts, images, comparisons), people and judgments.
 
 Judgments come from a person or a machine annotator and are never overwritten: a correction
-is a new row. Every judgment names the canonical side of a comparison (image_a < image_b by id)
-and, separately, which image was shown on the left, so position bias can be measured.
+is a new row. Nor are they deleted: what a judgment points at is protected (hidden instead), and
+only the confirmed deletion of a whole project takes its judgments with it. Every judgment names
+the canonical side of a comparison (image_a < image_b by id) and, separately, which image was
+shown on the left, so position bias can be measured.
 """
 import hashlib
 import uuid
@@ -52,6 +54,10 @@ def default_task_types():
 
 def text_digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# Raw judgments are never deleted, so neither is anything judged: it is hidden instead.
+HIDDEN_HELP = "Set when hidden: no more work is handed out for it; it stays, with its judgments."
 
 
 class Project(models.Model):
@@ -127,6 +133,25 @@ class Membership(models.Model):
         return f"{self.user} as {self.role} in {self.project}"
 
 
+class RemovedMemberSuspension(models.Model):
+    """A suspension that outlived its membership: removing a suspended member keeps it here (their
+    judgments stay set aside), and adding them back restores it, so leaving and rejoining never
+    lifts a suspension; only reinstatement does."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    reason = models.CharField(max_length=500, blank=True)
+    suspended_at = models.DateTimeField(null=True, blank=True)
+    removed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "user"]
+        constraints = [models.UniqueConstraint(fields=["project", "user"], name="removed_suspension_unique")]
+
+    def __str__(self):
+        return f"{self.user} suspended in {self.project} (removed)"
+
+
 class AnnotatorProfile(models.Model):
     """Optional demographics (as PAMELA collects them) and consent; exported only under `pseudonym`."""
 
@@ -168,6 +193,7 @@ class Prompt(models.Model):
     category = models.CharField(max_length=100, blank=True)
     external_id = models.CharField(max_length=200, blank=True)
     meta = models.JSONField(default=dict, blank=True)
+    hidden_at = models.DateTimeField(null=True, blank=True, help_text=HIDDEN_HELP)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -198,6 +224,7 @@ class Image(models.Model):
     seed = models.BigIntegerField(null=True, blank=True)
     source_uri = models.CharField(max_length=2000, blank=True)
     meta = models.JSONField(default=dict, blank=True)
+    hidden_at = models.DateTimeField(null=True, blank=True, help_text=HIDDEN_HELP)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -216,6 +243,7 @@ class Comparison(models.Model):
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="comparisons")
     image_a = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+", db_index=False)
     image_b = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+")
+    hidden_at = models.DateTimeField(null=True, blank=True, help_text=HIDDEN_HELP)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -239,9 +267,14 @@ class MachineAnnotator(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     backend = models.CharField(max_length=64)
-    model_ref = models.CharField(max_length=1000, help_text="Local path or s3:// key of the weights.")
+    model_ref = models.CharField(
+        max_length=1000, help_text="The weights: a local path, an s3:// key or a Hub reference "
+                                   "(hf://org/repo[@revision][/path]); the model's name for a served judge.")
     parameters = models.JSONField(default=dict, blank=True)
     prompt_template = models.TextField(blank=True)
+    model_commits = models.JSONField(
+        default=dict, blank=True, editable=False,
+        help_text="The commit each Hub reference resolved to; part of the version, and what workers download.")
     version = models.CharField(max_length=16, editable=False)
     is_active = models.BooleanField(default=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
@@ -268,7 +301,7 @@ class Judgment(models.Model):
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     machine_annotator = models.ForeignKey(MachineAnnotator, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     machine_version = models.CharField(max_length=16, blank=True)
-    submission = models.ForeignKey("Submission", null=True, blank=True, on_delete=models.CASCADE, related_name="+",
+    submission = models.ForeignKey("Submission", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
                                    help_text="The key press that stored it (people only); it holds the idempotency key.")
     rationale = models.TextField(blank=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
@@ -308,10 +341,10 @@ class PreferenceJudgment(Judgment):
     A machine judge asked the same query (comparison, aspect, order) k times stores k rows,
     `sample` 0..k-1; a person's judgment is always sample 0."""
 
-    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="preferences")
+    comparison = models.ForeignKey(Comparison, on_delete=models.PROTECT, related_name="preferences")
     aspect = models.CharField(max_length=64, default="overall")
     choice = models.CharField(max_length=3, choices=PreferenceChoice.choices)
-    left_image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+",
+    left_image = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="+",
                                    help_text="The image shown on the left (or first, to a machine judge).")
     # db_default too: rows written by raw SQL (the benches) need no value.
     sample = models.PositiveSmallIntegerField(default=0, db_default=0,
@@ -334,7 +367,7 @@ class AspectScore(Judgment):
     """A score for one aspect of one image: an integer on the project's scale from a person,
     any real number from a machine scorer (CLIPScore, aesthetic predictors)."""
 
-    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="aspect_scores")
+    image = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="aspect_scores")
     aspect = models.CharField(max_length=64)
     value = models.FloatField()
 
@@ -352,7 +385,7 @@ class AspectScore(Judgment):
 class PersonalRating(Judgment):
     """How much one person likes one image, on the project's 1..rating_scale (PAMELA)."""
 
-    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="personal_ratings")
+    image = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="personal_ratings")
     value = models.PositiveSmallIntegerField()
 
     class Meta:
@@ -368,7 +401,7 @@ class PersonalRating(Judgment):
 class ArtifactFlag(Judgment):
     """Whether an image has generation artifacts, with optional reason tags."""
 
-    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="artifact_flags")
+    image = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="artifact_flags")
     has_artifacts = models.BooleanField()
     reasons = models.JSONField(default=list, blank=True)
 
@@ -498,7 +531,8 @@ class Assignment(models.Model):
 
 class Submission(models.Model):
     """One key press of one person: a judgment (one row per aspect) or a skip. Its
-    idempotency key makes a retried POST store nothing new."""
+    idempotency key makes a retried POST store nothing new; `item_sha256` tells a retry (the
+    same item again) from a different item sent under a used key (a conflict)."""
 
     class Kind(models.TextChoices):
         JUDGED = "judged", "Judged"
@@ -509,6 +543,9 @@ class Submission(models.Model):
                                   db_index=False)
     assignment = models.ForeignKey(Assignment, on_delete=models.CASCADE, related_name="submissions")
     idempotency_key = models.CharField(max_length=64)
+    item_sha256 = models.CharField(max_length=64, blank=True, default="",
+                                   help_text="sha256 of the submitted item as normalised JSON, its key left out "
+                                             "(empty on submissions stored before it was recorded).")
     kind = models.CharField(max_length=8, choices=Kind.choices)
     skip_reason = models.CharField(max_length=300, blank=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
@@ -523,3 +560,35 @@ class Submission(models.Model):
 
     def __str__(self):
         return f"submission {self.idempotency_key} ({self.kind})"
+
+
+# --- invitations ------------------------------------------------------------------------------
+
+class Invitation(models.Model):
+    """A link (`/invite/<token>/`) that lets people join a project with a role, until it expires,
+    is used `max_uses` times or is revoked. One with a `code` is the project's join code as well:
+    a short code typed on `/join-project/`, for the annotator role only (a short code can be
+    guessed far sooner than a token, so it never grants more than annotating)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="invitations")
+    role = models.CharField(max_length=16, choices=Membership.Role.choices, default=Membership.Role.ANNOTATOR)
+    token = models.CharField(max_length=64, unique=True, editable=False)
+    code = models.CharField(max_length=16, unique=True, null=True, blank=True, editable=False,
+                            help_text="A short join code typed on /join-project/ (annotator invitations only).")
+    expires_at = models.DateTimeField()
+    max_uses = models.PositiveIntegerField(default=1, validators=[MinValueValidator(1)])
+    uses = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(uses__lte=F("max_uses")), name="invitation_uses_within_max"),
+            models.CheckConstraint(condition=Q(code__isnull=True) | Q(role="annotator"),
+                                   name="invitation_code_for_annotators"),
+        ]
+
+    def __str__(self):
+        return f"invitation {self.pk} to {self.project} as {self.role}"

@@ -1,9 +1,13 @@
 """Reads with logic in them, and the one place access to a project is decided."""
+import re
 from datetime import datetime
 from datetime import timezone as dt_timezone
 
+from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
-from rest_framework.exceptions import NotFound, PermissionDenied
+from django.http import Http404
+from rest_framework import status
+from rest_framework.exceptions import APIException
 
 from annotation.models import (
     ArtifactFlag, AspectScore, Comparison, Image, ImportJob, Membership, PersonalRating, PreferenceJudgment,
@@ -36,15 +40,38 @@ def project_role(*, user, project: Project) -> str | None:
 
 
 def project_get_for_user(*, user, slug: str, manage: bool = False) -> Project:
-    """The project `slug` if `user` may see it, else NotFound (never revealing that it exists);
+    """The project `slug` if `user` may see it, else Http404 (never revealing that it exists);
     with `manage`, PermissionDenied unless the user is a researcher or admin of it."""
     project = Project.objects.filter(slug=slug).first()
     role = project_role(user=user, project=project) if project else None
     if project is None or role is None:
-        raise NotFound(f"No project {slug!r} that you can see.")
+        raise Http404(f"No project {slug!r} that you can see.")
     if manage and role not in MANAGER_ROLES:
         raise PermissionDenied(f"Managing project {slug!r} needs the researcher or admin role.")
     return project
+
+
+class ProjectArchived(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "project_archived"
+
+
+def project_require_writable(*, project: Project) -> None:
+    """An archived project is read-only: no work is handed out or stored, nothing is imported or
+    annotated by machines. Raises ProjectArchived (409) naming how to bring it back."""
+    if project.is_archived:
+        raise ProjectArchived(f"Project {project.slug!r} is archived and read-only; a researcher or admin of it "
+                              f"can unarchive it (PATCH is_archived false) to change it again.")
+
+
+def audit_entries_for_user(*, user, slug: str) -> QuerySet:
+    """The audit log of project `slug`, newest first: for its admins (and platform admins) only."""
+    from core.audit import audit_entries_for_project
+
+    project = project_get_for_user(user=user, slug=slug)
+    if project_role(user=user, project=project) != Membership.Role.ADMIN:
+        raise PermissionDenied(f"The audit log of project {slug!r} is for its admins.")
+    return audit_entries_for_project(project=project)
 
 
 def membership_list(*, project: Project) -> QuerySet[Membership]:
@@ -55,7 +82,7 @@ def membership_list(*, project: Project) -> QuerySet[Membership]:
 
 
 def membership_for_work(*, user, slug: str) -> Membership:
-    """The person's membership of project `slug`, with the project, in one query: NotFound when
+    """The person's membership of project `slug`, with the project, in one query: Http404 when
     they may not see it, PermissionDenied when they see it without being a member."""
     # order_by(): Meta.ordering would join Project again just to sort a single row.
     found = list(Membership.objects.select_related("project").filter(project__slug=slug, user=user).order_by()[:1])
@@ -65,8 +92,27 @@ def membership_for_work(*, user, slug: str) -> Membership:
     else:
         if user_is_platform_admin(user) and Project.objects.filter(slug=slug).exists():
             raise PermissionDenied(f"Join project {slug!r} as a member to annotate in it.")
-        raise NotFound(f"No project {slug!r} that you can see.")
+        raise Http404(f"No project {slug!r} that you can see.")
     return membership
+
+
+_CONTENT_ADDRESS = re.compile(r"[0-9a-f]{64}")
+
+
+def image_file_check_for_user(*, user, key: str) -> None:
+    """Returns when `user` may see the stored file `key`: the original or the preview of an image
+    of a project they are a member of (any such project: a file is stored once, by its sha256, for
+    every project holding those bytes), or any image's for a platform admin. Raises Http404
+    otherwise, whether or not the file exists; files that are no image's (import manifests) are
+    nobody's to fetch."""
+    sha256 = key.rsplit("/", 1)[-1].split(".", 1)[0]
+    if not user.is_authenticated or not _CONTENT_ADDRESS.fullmatch(sha256):
+        raise Http404("No such file that you can see.")
+    images = Image.objects.filter(sha256=sha256).filter(Q(storage_key=key) | Q(preview_key=key))
+    if not user_is_platform_admin(user):
+        images = images.filter(project__memberships__user=user)
+    if not images.exists():
+        raise Http404("No such file that you can see.")
 
 
 def prompt_list(*, project: Project) -> QuerySet[Prompt]:
@@ -84,10 +130,10 @@ def comparison_list(*, project: Project) -> QuerySet[Comparison]:
 def import_job_get_for_user(*, user, job_id: int) -> ImportJob:
     job = ImportJob.objects.select_related("project").filter(pk=job_id).first()
     if job is None:
-        raise NotFound(f"No import job {job_id} that you can see.")
+        raise Http404(f"No import job {job_id} that you can see.")
     role = project_role(user=user, project=job.project)
     if role not in MANAGER_ROLES:
-        raise NotFound(f"No import job {job_id} that you can see.")
+        raise Http404(f"No import job {job_id} that you can see.")
     return job
 
 
@@ -97,6 +143,27 @@ JUDGMENT_MODELS = {
     "personal-ratings": PersonalRating,
     "artifact-flags": ArtifactFlag,
 }
+
+
+def judgments_resting_on(*, items: QuerySet) -> dict[str, int]:
+    """How many judgments of each kind point into `items` (projects, prompts, images or
+    comparisons), kinds with none left out: what keeps those items from being deleted."""
+    ids = items.values("pk")
+    if items.model is Project:
+        where = {model: Q(project__in=ids) for model in JUDGMENT_MODELS.values()}
+    elif items.model is Prompt:
+        where = {model: Q(image__prompt__in=ids) for model in JUDGMENT_MODELS.values()}
+        where[PreferenceJudgment] = Q(comparison__prompt__in=ids)
+    elif items.model is Image:
+        where = {model: Q(image__in=ids) for model in JUDGMENT_MODELS.values()}
+        where[PreferenceJudgment] = Q(comparison__image_a__in=ids) | Q(comparison__image_b__in=ids)
+    elif items.model is Comparison:
+        where = {PreferenceJudgment: Q(comparison__in=ids)}
+    else:
+        raise ValueError(f"judgments rest on projects, prompts, images and comparisons, not {items.model.__name__}")
+    counts = {str(model._meta.verbose_name_plural): model.objects.filter(condition).count()
+              for model, condition in where.items()}
+    return {kind: n for kind, n in counts.items() if n}
 
 
 def judgment_list_for_user(*, user, project: Project, kind: str) -> QuerySet:
@@ -223,3 +290,95 @@ def project_progress(*, project: Project) -> dict:
     active = Assignment.objects.filter(project=project, status=Assignment.Status.ACTIVE,
                                        expires_at__gt=timezone.now()).count()
     return {"task_types": task_types, "annotators": annotators, "active_leases": active}
+
+
+# --- campaign pages (home, imports) --------------------------------------------------------
+
+def project_unit_counts(*, project: Project) -> dict:
+    """Units to judge in the project (gold left out) and how many have all the judgments they
+    want (`overlap`): one aggregate over the project's units, for its card on the home page."""
+    from django.db.models import Count
+
+    from annotation.models import WorkUnit
+
+    counts = WorkUnit.objects.filter(project=project, is_gold=False).aggregate(
+        total=Count("id"), complete=Count("id", filter=Q(done__gte=project.overlap)))
+    return {"units_total": counts["total"], "units_complete": counts["complete"]}
+
+
+def import_job_list(*, project: Project) -> QuerySet[ImportJob]:
+    """The project's import jobs, newest first (callers checked the user manages the project)."""
+    return ImportJob.objects.filter(project=project).select_related("created_by").order_by("-id")
+
+
+def import_line_errors(*, job: ImportJob) -> QuerySet:
+    """The lines an import rejected, in manifest order, each with the field at fault and why."""
+    from annotation.models import ImportLineError
+
+    return ImportLineError.objects.filter(job=job).order_by("line", "id")
+
+
+# --- people: invitations and the members page -------------------------------------------------
+
+def invitation_unusable_reason(*, invitation) -> str:
+    """Why `invitation` cannot be accepted now: "revoked", "expired" or "used_up"; "" when it can."""
+    from django.utils import timezone
+
+    if invitation.revoked_at is not None:
+        return "revoked"
+    if invitation.expires_at <= timezone.now():
+        return "expired"
+    if invitation.uses >= invitation.max_uses:
+        return "used_up"
+    return ""
+
+
+def invitation_list(*, project: Project) -> QuerySet:
+    """The project's invitations, newest first: for its researchers and admins, who reach it through
+    `project_get_for_user(manage=True)`."""
+    from annotation.models import Invitation
+
+    return Invitation.objects.filter(project=project).select_related("created_by", "project").order_by("-id")
+
+
+def invitation_get_for_user(*, user, slug: str, invitation_id: int):
+    """One invitation of project `slug`, for the project's researchers and admins (Http404 /
+    PermissionDenied as `project_get_for_user(manage=True)` decides)."""
+    project = project_get_for_user(user=user, slug=slug, manage=True)
+    found = invitation_list(project=project).filter(pk=invitation_id).first()
+    if found is None:
+        raise Http404(f"No invitation {invitation_id} in project {slug!r}.")
+    return found
+
+
+def invitation_by_token(*, token: str):
+    """The invitation with `token` (anyone holding the link may see its project and role); Http404
+    when there is none."""
+    from annotation.models import Invitation
+
+    found = Invitation.objects.select_related("project", "created_by").filter(token=token).first() if token else None
+    if found is None:
+        raise Http404("No such invitation: check that the link was copied whole.")
+    return found
+
+
+def invitation_by_code(*, code: str):
+    """The invitation whose join code is `code` (any case, spaces and dashes ignored); None when
+    there is none."""
+    from annotation.models import Invitation
+
+    normalised = re.sub(r"[\s-]", "", code or "").upper()
+    if not normalised:
+        return None
+    return Invitation.objects.select_related("project").filter(code=normalised).first()
+
+
+def member_judgment_counts(*, project: Project) -> dict[int, int]:
+    """Live judged submissions (one per key press, whatever the task type) per member's user id."""
+    from django.db.models import Count
+
+    from annotation.models import Submission
+
+    rows = (Submission.objects.filter(project=project, kind=Submission.Kind.JUDGED, retracted_at__isnull=True)
+            .values("annotator_id").annotate(n=Count("id")).order_by())
+    return {row["annotator_id"]: row["n"] for row in rows}

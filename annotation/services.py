@@ -4,17 +4,24 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth.models import Group, Permission
-from django.core.exceptions import ValidationError
-from django.core.files.base import ContentFile
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 
 from annotation.assignment import work_units_open
 from annotation.image_sources import SourcePolicy
-from annotation.importing import ImportSummary, LineError, manifest_import
-from annotation.models import AnnotatorProfile, ImportJob, ImportLineError, Membership, Project, TaskType
+from annotation.importing import ImportSummary, LineError, manifest_import, manifest_line_count
+from annotation.models import (
+    AnnotatorProfile, Comparison, Image, ImportJob, ImportLineError, Membership, Project, Prompt,
+    RemovedMemberSuspension, TaskType,
+)
+from annotation.selectors import project_require_writable, project_role
+from annotation.uploads import ManifestTooLarge
+from core.audit import audit_record
 from core.jobs import JobCancelled, job_claim
+from core.models import AuditAction
 from core.statistics import statistics_refresh
 
 RESEARCHERS_GROUP = "Researchers"
@@ -63,40 +70,159 @@ def project_create(*, creator, slug: str, name: str, **fields) -> Project:
     project.save()
     Membership.objects.create(project=project, user=creator, role=Membership.Role.RESEARCHER)
     annotator_profiles_ensure(user_ids=[creator.pk])
+    audit_record(actor=creator, action=AuditAction.MEMBER_ADDED, project=project, target=creator.get_username(),
+                 details={"role": Membership.Role.RESEARCHER})
     return project
 
 
 @transaction.atomic
-def project_update(*, project: Project, **fields) -> Project:
+def project_update(*, project: Project, actor=None, **fields) -> Project:
+    """Change a project's settings as `actor`; archiving it (or bringing it back) is recorded."""
     _validate_project_fields(task_types=fields.get("task_types"), aspects=fields.get("aspects"))
     if "aspects" in fields:
         fields["aspects"] = _normalise_aspects(fields["aspects"])
+    was_archived = project.is_archived
     for name, value in fields.items():
         setattr(project, name, value)
     project.full_clean()
     project.save()
     if "task_types" in fields:
         work_units_open(project=project)
+    if project.is_archived != was_archived:
+        audit_record(actor=actor, action=AuditAction.ARCHIVED, project=project, target=f"project {project.slug}",
+                     details={"archived": project.is_archived})
     return project
 
 
+def _project_rows_deleted_first(project: Project) -> list[models.QuerySet]:
+    """The project's own rows (through a cascading foreign key to it) that protect other such rows
+    (judgments their images, comparisons and submissions; an export its filter run): PROTECT
+    refuses a deletion even of rows that go in the same cascade, so these go first."""
+    owned = {f.related_model: f.field.name for f in Project._meta.get_fields(include_hidden=True)
+             if f.one_to_many and f.auto_created and f.on_delete is models.CASCADE}
+    return [model.objects.filter(**{field: project}) for model, field in owned.items()
+            if any(f.many_to_one and f.remote_field.on_delete is models.PROTECT and f.related_model in owned
+                   for f in model._meta.fields)]
+
+
 @transaction.atomic
-def membership_set(*, project: Project, user, role: str) -> Membership:
-    """Add `user` to `project` with `role`, or change the role of an existing member. A member
-    has a profile (hence the pseudonym exports name them by) from then on."""
+def project_delete(*, project: Project, actor, confirmation: str) -> dict[str, int]:
+    """Delete a project with everything in it, its raw judgments too: the one way judgments are
+    ever deleted. Only a platform superuser may, typing the project's slug as `confirmation`; the
+    audit log keeps the deletion with the counts of what went. Returns those counts."""
+    if actor is None or not actor.is_superuser:
+        raise PermissionDenied("Only a platform superuser may delete a project with its judgments.")
+    if confirmation != project.slug:
+        raise ValidationError({"confirmation": f"type the project's slug {project.slug!r} exactly to delete it"})
+    counts = {str(model._meta.verbose_name_plural): model.objects.filter(project=project).count()
+              for model in _judgment_models()}
+    audit_record(actor=actor, action=AuditAction.DELETED, project=project, target=f"project {project.slug}",
+                 details={"name": project.name, "judgments": counts})
+    for rows in _project_rows_deleted_first(project):
+        rows.delete()
+    project.delete()
+    return counts
+
+
+@transaction.atomic
+def items_hide(*, items: models.QuerySet, actor=None, hidden: bool = True) -> int:
+    """Hide prompts, images or comparisons (a queryset of one of them), or show them again with
+    `hidden=False`; returns how many of `items` changed. Hidden, an item gets no more work, and
+    hiding a prompt or an image hides what is built on it (its images, its comparisons). Nothing
+    is deleted: what was judged stays, with its judgments. Recorded per project."""
+    model = items.model
+    if model not in (Prompt, Image, Comparison):
+        raise ValueError(f"only prompts, images and comparisons are hidden, not {model.__name__}")
+    rows = list(items.filter(hidden_at__isnull=hidden).values_list("id", "project_id"))
+    ids = [i for i, _ in rows]
+    stamp = timezone.now() if hidden else None
+    model.objects.filter(id__in=ids).update(hidden_at=stamp)
+    if model is Prompt:
+        Image.objects.filter(prompt_id__in=ids, hidden_at__isnull=hidden).update(hidden_at=stamp)
+        Comparison.objects.filter(prompt_id__in=ids, hidden_at__isnull=hidden).update(hidden_at=stamp)
+    elif model is Image:
+        (Comparison.objects.filter(models.Q(image_a_id__in=ids) | models.Q(image_b_id__in=ids))
+         .filter(hidden_at__isnull=hidden).update(hidden_at=stamp))
+    for project in Project.objects.filter(id__in={p for _, p in rows}):
+        audit_record(actor=actor, action=AuditAction.ARCHIVED, project=project,
+                     target=f"{len(rows)} {model._meta.verbose_name_plural}",
+                     details={"hidden": hidden, "ids": sorted(i for i, p in rows if p == project.pk)})
+    return len(rows)
+
+
+def _require_admin_actor(project: Project, actor, doing: str) -> None:
+    """Roles around the admin role are the project admins' to change (platform admins count as
+    such); no actor means the platform itself (a management command)."""
+    if actor is not None and project_role(user=actor, project=project) != Membership.Role.ADMIN:
+        raise PermissionDenied(f"Only an admin of project {project.slug!r} may {doing}.")
+
+
+def _keep_an_admin(project: Project, user, doing: str, field: str) -> None:
+    """Refuse to leave a project without an admin. Locks the admin rows, so two admins demoting
+    each other at once cannot both succeed."""
+    admins = list(Membership.objects.select_for_update().filter(project=project, role=Membership.Role.ADMIN)
+                  .values_list("user_id", flat=True))
+    if admins == [user.pk]:
+        raise ValidationError({field: f"{user.get_username()!r} is the last admin of project {project.slug!r}, "
+                                      f"and a project keeps at least one admin: make someone else admin before "
+                                      f"{doing}"})
+
+
+@transaction.atomic
+def membership_set(*, project: Project, user, role: str, actor=None) -> Membership:
+    """Add `user` to `project` with `role`, or change the role of an existing member, as `actor`
+    (None: the platform itself). Granting the admin role, or changing an admin's, is for the
+    project's admins, and the last admin stays one. Someone removed while suspended comes back
+    suspended. A member has a profile (hence the pseudonym exports name them by) from then on."""
     if role not in Membership.Role.values:
         raise ValidationError({"role": f"unknown role {role!r}; choose from {Membership.Role.values}"})
-    membership, created = Membership.objects.get_or_create(project=project, user=user, defaults={"role": role})
+    membership = Membership.objects.select_for_update().filter(project=project, user=user).first()
     annotator_profiles_ensure(user_ids=[user.pk])
-    if not created and membership.role != role:
+    old_role = membership.role if membership else None
+    if old_role == role:
+        return membership
+    if role == Membership.Role.ADMIN:
+        _require_admin_actor(project, actor, "grant the admin role")
+    if old_role == Membership.Role.ADMIN:
+        _require_admin_actor(project, actor, f"change the role of admin {user.get_username()!r}")
+        _keep_an_admin(project, user, "changing their role", "role")
+    if membership is not None:
         membership.role = role
         membership.save(update_fields=["role"])
+        audit_record(actor=actor, action=AuditAction.ROLE_CHANGED, project=project, target=user.get_username(),
+                     details={"from": old_role, "to": role})
+        return membership
+    kept = RemovedMemberSuspension.objects.select_for_update().filter(project=project, user=user).first()
+    membership = Membership.objects.create(project=project, user=user, role=role)
+    if kept is not None:
+        membership.status, membership.status_reason = Membership.Status.SUSPENDED, kept.reason
+        membership.status_changed_at = kept.suspended_at
+        membership.save(update_fields=["status", "status_reason", "status_changed_at"])
+        kept.delete()
+    audit_record(actor=actor, action=AuditAction.MEMBER_ADDED, project=project, target=user.get_username(),
+                 details={"role": role, "suspended": kept is not None})
     return membership
 
 
 @transaction.atomic
-def membership_remove(*, project: Project, user) -> None:
-    Membership.objects.filter(project=project, user=user).delete()
+def membership_remove(*, project: Project, user, actor=None) -> None:
+    """Take `user` out of `project`, as `actor`. Removing an admin is for the project's admins,
+    and the last admin stays. A suspended member's suspension is kept (RemovedMemberSuspension)
+    and comes back with them; their judgments stay set aside meanwhile."""
+    membership = Membership.objects.select_for_update().filter(project=project, user=user).first()
+    if membership is None:
+        return
+    if membership.role == Membership.Role.ADMIN:
+        _require_admin_actor(project, actor, f"remove admin {user.get_username()!r}")
+        _keep_an_admin(project, user, "removing them", "member")
+    suspended = membership.status == Membership.Status.SUSPENDED
+    if suspended:
+        RemovedMemberSuspension.objects.update_or_create(
+            project=project, user=user,
+            defaults={"reason": membership.status_reason, "suspended_at": membership.status_changed_at})
+    membership.delete()
+    audit_record(actor=actor, action=AuditAction.MEMBER_REMOVED, project=project, target=user.get_username(),
+                 details={"role": membership.role, "suspended": suspended})
 
 
 def researcher_grant(*, user) -> None:
@@ -117,18 +243,28 @@ def import_policy_for_api(images_root: str) -> SourcePolicy:
     return SourcePolicy.from_settings(images_root=root)
 
 
-def import_job_create(*, project: Project, creator, manifest: bytes, images_root: str = "",
+def import_job_create(*, project: Project, creator, manifest: File | bytes, images_root: str = "",
                       max_pairs_per_prompt: int | None = None) -> ImportJob:
-    """Store the manifest and queue an import job for it; the job starts after commit."""
+    """Store the manifest and queue an import job for it; the job starts after commit.
+
+    A manifest file (an upload is a temporary file on disk) is counted and stored chunk by
+    chunk, never read whole into memory. Raises ManifestTooLarge past IMPORT_MANIFEST_MAX_BYTES."""
+    project_require_writable(project=project)  # an archived project takes no imports
     import_policy_for_api(images_root)  # refuse a forbidden root now, not in the worker
-    if not manifest.strip():
+    if isinstance(manifest, bytes):
+        manifest = ContentFile(manifest)
+    if manifest.size > settings.IMPORT_MANIFEST_MAX_BYTES:
+        raise ManifestTooLarge()
+    lines_total = manifest_line_count(manifest)
+    if not lines_total:
         raise ValidationError({"manifest": "the manifest is empty"})
-    key = default_storage.save(f"imports/{uuid.uuid4().hex}.jsonl", ContentFile(manifest))
+    key = default_storage.save(f"imports/{uuid.uuid4().hex}.jsonl", manifest)
     with transaction.atomic():
         job = ImportJob.objects.create(
             project=project, created_by=creator, manifest_key=key, images_root=images_root,
-            max_pairs_per_prompt=max_pairs_per_prompt, lines_total=sum(1 for line in manifest.splitlines() if line.strip()),
+            max_pairs_per_prompt=max_pairs_per_prompt, lines_total=lines_total,
         )
+        audit_record(actor=creator, action=AuditAction.JOB_STARTED, project=project, target=f"import job {job.pk}")
         from annotation.tasks import import_job_run_task
 
         transaction.on_commit(lambda: import_job_run_task.delay(job.pk))
@@ -153,7 +289,7 @@ def import_job_run(*, job_id: int) -> ImportJob:
         """Runs inside the chunk's transaction: the chunk and the job's progress commit together."""
         nonlocal rejected
         ImportLineError.objects.bulk_create(
-            [ImportLineError(job=job, line=e.line, field=e.field, message=e.message[:1000]) for e in errors])
+            [ImportLineError(job=job, line=e.line, field=e.field[:64], message=e.message[:1000]) for e in errors])
         rejected += len(errors)
         lease.beat(**_summary_fields(chunk), rejected=rejected)
 
@@ -251,7 +387,7 @@ def _judgment_models():
 
 
 @transaction.atomic
-def membership_suspend(*, project: Project, user, reason: str) -> Membership:
+def membership_suspend(*, project: Project, user, reason: str, actor=None) -> Membership:
     """Stop a person's work on a project: their leases return to the pool now, and their past
     judgments are marked (never deleted) so curation leaves them out until reinstatement."""
     from annotation.assignment import _units_add, _units_locked
@@ -275,11 +411,13 @@ def membership_suspend(*, project: Project, user, reason: str) -> Membership:
     for model in _judgment_models():
         model.objects.filter(project=project, annotator=user, excluded_reason="").update(
             excluded_reason=f"{SUSPENSION_MARK}: {reason}"[:300])
+    audit_record(actor=actor, action=AuditAction.SUSPENDED, project=project, target=user.get_username(),
+                 details={"reason": membership.status_reason})
     return membership
 
 
 @transaction.atomic
-def membership_reinstate(*, project: Project, user) -> Membership:
+def membership_reinstate(*, project: Project, user, actor=None) -> Membership:
     """Undo a suspension: the person may work again and their judgments count again."""
     membership = Membership.objects.select_for_update().get(project=project, user=user)
     annotator_profiles_ensure(user_ids=[user.pk])  # the answer names the member by pseudonym too
@@ -290,4 +428,5 @@ def membership_reinstate(*, project: Project, user) -> Membership:
     for model in _judgment_models():
         model.objects.filter(project=project, annotator=user,
                              excluded_reason__startswith=SUSPENSION_MARK).update(excluded_reason="")
+    audit_record(actor=actor, action=AuditAction.REINSTATED, project=project, target=user.get_username())
     return membership

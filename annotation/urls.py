@@ -1,9 +1,9 @@
 from django.urls import path
 
-from annotation import api, api_work
+from annotation import api, api_invitations, api_work
 
 urlpatterns = [
-    path("auth/token/", api.TokenObtainApi.as_view(), name="auth-token"),
+    path("auth/token/", api.TokenApi.as_view(), name="auth-token"),
     path("projects/", api.ProjectListCreateApi.as_view(), name="project-list"),
     path("projects/<slug:slug>/", api.ProjectDetailApi.as_view(), name="project-detail"),
     path("projects/<slug:slug>/members/", api.MemberListCreateApi.as_view(), name="member-list"),
@@ -11,10 +11,14 @@ urlpatterns = [
     path("projects/<slug:slug>/members/<str:username>/suspend/", api.MemberSuspendApi.as_view(), name="member-suspend"),
     path("projects/<slug:slug>/members/<str:username>/reinstate/", api.MemberReinstateApi.as_view(),
          name="member-reinstate"),
+    path("projects/<slug:slug>/invitations/", api_invitations.InvitationListCreateApi.as_view(), name="invitation-list"),
+    path("projects/<slug:slug>/invitations/<int:invitation_id>/revoke/", api_invitations.InvitationRevokeApi.as_view(),
+         name="invitation-revoke"),
     path("projects/<slug:slug>/prompts/", api.PromptListApi.as_view(), name="prompt-list"),
     path("projects/<slug:slug>/images/", api.ImageListApi.as_view(), name="image-list"),
     path("projects/<slug:slug>/comparisons/", api.ComparisonListApi.as_view(), name="comparison-list"),
     path("projects/<slug:slug>/imports/", api.ImportJobListCreateApi.as_view(), name="import-list"),
+    path("projects/<slug:slug>/audit/", api.AuditEntryListApi.as_view(), name="audit-list"),
     path("projects/<slug:slug>/judgments/preferences/", api.PreferenceListApi.as_view(), name="preference-list"),
     path("projects/<slug:slug>/judgments/aspect-scores/", api.AspectScoreListApi.as_view(), name="aspect-score-list"),
     path("projects/<slug:slug>/judgments/personal-ratings/", api.PersonalRatingListApi.as_view(),

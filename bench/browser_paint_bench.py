@@ -94,7 +94,8 @@ def measure(base_url):
         page.get_by_test_id("login-password").fill("paint-bench-pw")
         page.get_by_test_id("login-submit").click()
         page.wait_for_url("**/work/paint/pairwise/")
-        page.wait_for_function("window.workspace !== undefined")
+        # A function, not a bare expression: Playwright evals bare ones on every poll, which the CSP forbids.
+        page.wait_for_function("() => window.workspace !== undefined")
         page.evaluate("window.workspace.ready")
         page.wait_for_timeout(1000)
         for i in range(PRESSES):

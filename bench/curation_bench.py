@@ -19,12 +19,12 @@ def main():
     from django.contrib.auth import get_user_model
     from django.db import connection
 
-    from curation.aggregation import weighted_consensus
-    from curation.agreement import krippendorff_alpha
-    from curation.judgments import Ratings
+    from curation.stats.aggregation import weighted_consensus
+    from curation.stats.agreement import krippendorff_alpha
+    from curation.stats.judgments import Ratings
     from annotation.models import MachineAnnotator
     from curation.loading import comparison_images_load, pairwise_judgments_load
-    from curation.rater_bias import bradley_terry_left_advantage
+    from curation.stats.rater_bias import bradley_terry_left_advantage
     from curation.models import FilterRun
     from curation.rules import FilterRules
     from curation.services import filter_run_execute

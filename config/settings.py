@@ -3,9 +3,12 @@
 The defaults are the embedded demo: SQLite, a broker that needs no server, local media.
 Production sets DJANGO_DEBUG=false and must then provide DJANGO_SECRET_KEY.
 """
+from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
+from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -34,6 +37,9 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "axes",
+    "csp",
     "core",
     "annotation",
     "curation",
@@ -43,13 +49,16 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "core.api_support.ApiErrorMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -91,6 +100,8 @@ USE_I18N = True
 USE_TZ = True
 
 LOGIN_URL = "/accounts/login/"
+# Under /api/ a failed CSRF check is answered in the API's error shape.
+CSRF_FAILURE_VIEW = "core.api_support.csrf_failure"
 # Sessions are read on every workspace request: keep them in the cache, backed by the database.
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
@@ -100,13 +111,23 @@ STATIC_ROOT = env("DJANGO_STATIC_ROOT", default=str(VAR_DIR / "static"))
 Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)  # whitenoise warns on every request otherwise
 MEDIA_URL = env("DJANGO_MEDIA_URL", default="/media/")
 MEDIA_ROOT = env("DJANGO_MEDIA_ROOT", default=str(VAR_DIR / "media"))
-SERVE_MEDIA = env.bool("DJANGO_SERVE_MEDIA", default=DEBUG)
+# Local media is answered by annotation.media, to members of a project holding the image only. With
+# a prefix, it answers with X-Accel-Redirect to <prefix><key> and the web server (an `internal`
+# location on MEDIA_ROOT) sends the bytes; without one, Django streams them itself.
+MEDIA_INTERNAL_REDIRECT_PREFIX = env("DJANGO_MEDIA_INTERNAL_REDIRECT_PREFIX", default="")
+if MEDIA_INTERNAL_REDIRECT_PREFIX and not (MEDIA_INTERNAL_REDIRECT_PREFIX.startswith("/")
+                                           and MEDIA_INTERNAL_REDIRECT_PREFIX.endswith("/")):
+    raise ImproperlyConfigured("DJANGO_MEDIA_INTERNAL_REDIRECT_PREFIX must start and end with '/', "
+                               f"not {MEDIA_INTERNAL_REDIRECT_PREFIX!r}.")
 
 STORAGE_BACKEND = env("STORAGE_BACKEND", default="local")  # local | s3
 AWS_ACCESS_KEY_ID = env("AWS_ACCESS_KEY_ID", default=None)
 AWS_SECRET_ACCESS_KEY = env("AWS_SECRET_ACCESS_KEY", default=None)
 AWS_S3_REGION_NAME = env("AWS_S3_REGION_NAME", default="us-east-1")
 AWS_S3_ENDPOINT_URL = env("AWS_S3_ENDPOINT_URL", default=None)
+# Where browsers reach S3 when the app reaches it at a private address (compose: http://minio:9000):
+# signed URLs handed to browsers name this endpoint (core.storage.S3PublicUrlStorage).
+AWS_S3_PUBLIC_ENDPOINT_URL = env("AWS_S3_PUBLIC_ENDPOINT_URL", default=None)
 AWS_STORAGE_BUCKET_NAME = env("AWS_STORAGE_BUCKET_NAME", default=None)
 AWS_QUERYSTRING_EXPIRE = env.int("AWS_QUERYSTRING_EXPIRE", default=3600)
 AWS_DEFAULT_ACL = None
@@ -115,7 +136,7 @@ AWS_S3_FILE_OVERWRITE = True
 if STORAGE_BACKEND == "s3":
     if not AWS_STORAGE_BUCKET_NAME:
         raise ImproperlyConfigured("STORAGE_BACKEND=s3 needs AWS_STORAGE_BUCKET_NAME.")
-    _default_storage = {"BACKEND": "storages.backends.s3.S3Storage"}
+    _default_storage = {"BACKEND": "core.storage.S3PublicUrlStorage"}
 elif STORAGE_BACKEND == "local":
     # Keys are content addresses: writing one twice must not invent a renamed copy.
     _default_storage = {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"allow_overwrite": True}}
@@ -138,7 +159,18 @@ IMPORT_PREVIEW_LONG_SIDE = env.int("IMPORT_PREVIEW_LONG_SIDE", default=448)
 IMPORT_PROMPT_MAX_CHARS = env.int("IMPORT_PROMPT_MAX_CHARS", default=4000)
 # Manifest lines per transaction: an import whose worker died goes on after its last committed chunk.
 IMPORT_CHUNK_LINES = env.int("IMPORT_CHUNK_LINES", default=10000)
+# Seconds one socket operation (connect, or one read) may wait on an image URL...
 IMPORT_URL_TIMEOUT_S = env.float("IMPORT_URL_TIMEOUT_S", default=20.0)
+# ...and the whole fetch of one image (connect, headers, body, redirects): a server that drips
+# bytes never waits IMPORT_URL_TIMEOUT_S on one read, so only this bounds it.
+IMPORT_URL_DEADLINE_S = env.float("IMPORT_URL_DEADLINE_S", default=IMPORT_URL_TIMEOUT_S)
+# Largest manifest an API import accepts, in bytes (413 past it). The upload streams to a
+# temporary file (in FILE_UPLOAD_TEMP_DIR), never into the web process's memory.
+IMPORT_MANIFEST_MAX_BYTES = env.int("IMPORT_MANIFEST_MAX_BYTES", default=1024**3)
+FILE_UPLOAD_TEMP_DIR = env("DJANGO_FILE_UPLOAD_TEMP_DIR", default=None)
+# Other uploads over this many bytes go to a temporary file too (Django's default, made explicit);
+# request bodies other than files are refused past DATA_UPLOAD_MAX_MEMORY_SIZE (Django's 2.5 MiB).
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 # Refuse URLs that resolve to loopback, private, link-local or reserved addresses (SSRF guard).
 IMPORT_ALLOW_PRIVATE_URLS = env.bool("IMPORT_ALLOW_PRIVATE_URLS", default=False)
 # Local folders an API import may read images from; the CLI may read any folder it is given.
@@ -198,14 +230,14 @@ CELERY_TASK_ALWAYS_EAGER = False
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first so an anonymous call is answered 401 with a WWW-Authenticate header.
-        "rest_framework.authentication.TokenAuthentication",
+        "annotation.auth.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "annotation.api_support.Pagination",
+    "DEFAULT_PAGINATION_CLASS": "core.api_support.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "annotation.api_support.exception_handler",
+    "EXCEPTION_HANDLER": "core.api_support.exception_handler",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
 }
 SPECTACULAR_SETTINGS = {
@@ -219,11 +251,95 @@ SPECTACULAR_SETTINGS = {
         "ExperienceEnum": "annotation.models.AnnotatorProfile.Experience",
         "JobStatusEnum": "core.models.JobStatus",
     },
+    # Swagger UI and Redoc from this site's static files (drf-spectacular-sidecar), not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "core.api_support.document_unsupported_media_type"],
 }
+
+# --- signing in -------------------------------------------------------------------------------
+# API tokens stop working this many hours after they were issued (0: never). Tokens are bearer
+# secrets held by scripts; a month outlasts a labelling campaign's scripts between re-logins
+# while a leaked token does not work forever. POST /api/v1/auth/token/ issues a new one.
+API_TOKEN_TTL_HOURS = env.int("API_TOKEN_TTL_HOURS", default=30 * 24)
+# Failed sign-ins (login page, admin, token endpoint) are counted by django-axes per account and
+# address together: after LOGIN_FAILURE_LIMIT failures that account is refused from that address
+# (429) for LOGIN_COOLOFF_MINUTES. Counting the pair, rather than the account or the address
+# alone, means nobody can lock a person out from elsewhere, and a team behind one NAT address does
+# not lock itself out. Unlock early with `manage.py axes_reset_username <name>`.
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+LOGIN_COOLOFF_MINUTES = env.float("LOGIN_COOLOFF_MINUTES", default=15.0)
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# Failures during a lock-out do not extend it, so the Retry-After given is when it ends.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "annotation.auth.sign_in_lockout_response"
+AXES_CLIENT_IP_CALLABLE = "annotation.auth.sign_in_client_address"  # the client's, behind the proxy
+AXES_DISABLE_ACCESS_LOG = True  # only failures are kept, not a row per successful sign-in
+AXES_VERBOSE = False  # no banner on every manage.py command
+
+# --- e-mail (invitation links) -----------------------------------------------------------------
+# Invitations are e-mailed only where an SMTP server is named; without one the members page shows
+# the link to copy. Tests use Django's in-memory backend.
+EMAIL_HOST = env("EMAIL_HOST", default="")
+EMAIL_PORT = env.int("EMAIL_PORT", default=587)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=True)
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="PrefStudio <noreply@localhost>")
+
+# --- content security policy (django-csp) ----------------------------------------------------
+def _origin(url: str | None) -> str | None:
+    parts = urlsplit(url or "")
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else None
+
+
+def _image_origins() -> list[str]:
+    """Origins images are shown from besides this site: an absolute MEDIA_URL, and S3's signed URLs."""
+    origins = [_origin(MEDIA_URL)]
+    if STORAGE_BACKEND == "s3":
+        endpoint = AWS_S3_PUBLIC_ENDPOINT_URL or AWS_S3_ENDPOINT_URL
+        if endpoint:
+            origins.append(_origin(endpoint))
+        else:  # AWS signs virtual-hosted URLs, with or without the region in the host
+            origins += [f"https://{AWS_STORAGE_BUCKET_NAME}.s3.amazonaws.com",
+                        f"https://{AWS_STORAGE_BUCKET_NAME}.s3.{AWS_S3_REGION_NAME}.amazonaws.com"]
+    return list(dict.fromkeys(o for o in origins if o))
+
+
+# No inline script or style anywhere: pages load their code from static files and read their data
+# from json_script or data- attributes. The nonce is for the workspace's import map alone (an inline
+# <script type="importmap"> is not executed but CSP counts it as script); a page that does not ask
+# for a nonce gets none in its header.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:", *_image_origins()],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+    },
+}
+
+# --- proxy headers ------------------------------------------------------------------------
+# Only behind a proxy that sets these headers itself (docker-compose.yml's, whose app port is not
+# published): anyone who reaches gunicorn directly could otherwise claim HTTPS or another host.
+TRUST_PROXY_HEADERS = env.bool("DJANGO_TRUST_PROXY_HEADERS", default=False)
+if TRUST_PROXY_HEADERS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    USE_X_FORWARDED_HOST = True
 
 # --- production hardening (checked by `manage.py check --deploy`) -------------------------
 if not DEBUG:
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True

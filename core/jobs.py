@@ -26,7 +26,8 @@ from django.db import DatabaseError, close_old_connections, connection, transact
 from django.db.models import Q
 from django.utils import timezone
 
-from core.models import Job, JobStatus
+from core.audit import audit_record
+from core.models import AuditAction, Job, JobStatus
 
 log = logging.getLogger(__name__)
 S = JobStatus
@@ -203,8 +204,9 @@ def _enqueue(task_name: str | None, job: Job) -> None:
 
 
 @transaction.atomic
-def job_cancel(*, job: Job) -> Job:
-    """Cancel a job in any state but a finished one, with or without a live worker.
+def job_cancel(*, job: Job, actor=None) -> Job:
+    """Cancel a job in any state but a finished one, with or without a live worker, as `actor`
+    (recorded in the audit log; None: the platform itself).
 
     A queued job, or one whose worker is gone, ends `cancelled` at once (what a dead worker staged
     is cleaned up by the kind's cleanup task, on the next worker). A job with a live worker turns
@@ -223,6 +225,8 @@ def job_cancel(*, job: Job) -> Job:
     else:
         raise ValidationError({"status": f"{label(job)} has already {job.status}; only a queued or running job "
                                          f"can be cancelled"})
+    audit_record(actor=actor, action=AuditAction.JOB_CANCELLED, project=getattr(job, "project", None),
+                 target=label(job), details={"status": job.status})
     return job
 
 

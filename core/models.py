@@ -62,3 +62,47 @@ class Job(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
+
+
+class AuditAction(models.TextChoices):
+    ROLE_CHANGED = "role_changed", "Role changed"
+    MEMBER_ADDED = "member_added", "Member added"
+    MEMBER_REMOVED = "member_removed", "Member removed"
+    SUSPENDED = "suspended", "Suspended"
+    REINSTATED = "reinstated", "Reinstated"
+    DELETED = "deleted", "Deleted"
+    ARCHIVED = "archived", "Archived"
+    JOB_STARTED = "job_started", "Job started"
+    JOB_CANCELLED = "job_cancelled", "Job cancelled"
+    INVITATION_CREATED = "invite_created", "Invitation created"
+    INVITATION_REVOKED = "invite_revoked", "Invitation revoked"
+    INVITATION_ACCEPTED = "invite_accepted", "Invitation accepted"
+
+
+class AuditEntry(models.Model):
+    """Who changed roles, people's standing, data or jobs, and when; written only by
+    `core.audit.audit_record`, never changed.
+
+    The project is kept by id and slug, not by a foreign key: an entry outlives its project (the
+    deletion of a project is itself an entry), and `core` depends on no domain app. The actor's
+    name is kept beside the link for the same reason."""
+
+    Action = AuditAction
+
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="+", help_text="Empty when the platform acted (a command, a task).")
+    actor_username = models.CharField(max_length=150, blank=True)
+    project_ref = models.BigIntegerField(null=True, blank=True, help_text="The project's id, kept after it is deleted.")
+    project_slug = models.CharField(max_length=64, blank=True)
+    action = models.CharField(max_length=16, choices=AuditAction.choices)
+    target = models.CharField(max_length=300, help_text="What was acted on, in words.")
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "audit entries"
+        indexes = [models.Index(fields=["project_ref", "-id"], name="audit_project_idx")]
+
+    def __str__(self):
+        return f"{self.action} {self.target} by {self.actor_username or 'the platform'}"

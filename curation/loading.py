@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 from django.db import connection
 
-from curation.judge_samples import majority_of_samples, query_codes
-from curation.judgments import PairwiseJudgments
+from curation.selectors import live_judgment_sql
+from curation.stats.judge_samples import majority_of_samples, query_codes
+from curation.stats.judgments import PairwiseJudgments
 
 _CHOICE_CASE = "CASE j.choice WHEN 'a' THEN 0 WHEN 'b' THEN 1 ELSE 2 END"
 _SOURCES = {
@@ -52,7 +53,7 @@ class LoadedPairwise:
 
     def query_codes(self) -> np.ndarray:
         """Per row, a code of the query it answers: (rater, version, unit, presentation order);
-        a machine judge's k samples of one query share it (see `curation.judge_samples`)."""
+        a machine judge's k samples of one query share it (see `curation.stats.judge_samples`)."""
         j = self.judgments
         zeros = np.zeros(len(j), dtype=np.int64)
         return query_codes(judge=j.rater, version=zeros if self.version is None else self.version, unit=j.unit,
@@ -78,8 +79,7 @@ def pairwise_judgments_load(*, project_id: int, aspect: str = "overall", source:
     annotator version. `source`: human, machine or all; `machine_version` keeps one annotator version."""
     if source not in _SOURCES:
         raise ValueError(f"source must be one of {', '.join(_SOURCES)}, not {source!r}")
-    where = [f"j.project_id = {int(project_id)}", _SOURCES[source], "j.retracted_at IS NULL",
-             "j.excluded_reason = ''"]
+    where = [f"j.project_id = {int(project_id)}", _SOURCES[source], live_judgment_sql("j")]
     params = [aspect]
     where.append("j.aspect = %s")
     if machine_version is not None:
@@ -116,8 +116,7 @@ def pairwise_aspects(*, project_id: int, source: str = "human") -> list[str]:
         raise ValueError(f"source must be one of {', '.join(_SOURCES)}, not {source!r}")
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT DISTINCT j.aspect FROM annotation_preferencejudgment j WHERE j.project_id = %s "
-                       f"AND {_SOURCES[source]} AND j.retracted_at IS NULL AND j.excluded_reason = '' "
-                       f"ORDER BY j.aspect", [int(project_id)])
+                       f"AND {_SOURCES[source]} AND {live_judgment_sql('j')} ORDER BY j.aspect", [int(project_id)])
         return [row[0] for row in cursor.fetchall()]
 
 
@@ -215,8 +214,8 @@ def image_scores_load(*, project_id: int, kind: str = "aspect_score", aspects=()
     sql = (f"SELECT j.image_id, COALESCE(j.annotator_id, -j.machine_annotator_id), {aspect_case}, f.first_id, j.value "
            f"FROM {_SCORE_TABLES[kind]} j JOIN annotation_image i ON i.id = j.image_id "
            f"JOIN (SELECT sha256, MIN(id) AS first_id FROM annotation_image WHERE project_id = %s GROUP BY sha256) f "
-           f"ON f.sha256 = i.sha256 WHERE j.project_id = %s AND {_SOURCES[source]} AND j.retracted_at IS NULL "
-           f"AND j.excluded_reason = '' {aspect_filter} ORDER BY j.id")
+           f"ON f.sha256 = i.sha256 WHERE j.project_id = %s AND {_SOURCES[source]} AND {live_judgment_sql('j')} "
+           f"{aspect_filter} ORDER BY j.id")
     params = params + [int(project_id), int(project_id)] + (list(aspects) if kind == "aspect_score" else [])
     rows = _number_rows(sql, params, columns=5, dtype=np.float64)
     codes = rows[:, :4].astype(np.int64)

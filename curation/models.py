@@ -25,6 +25,15 @@ class FilterRun(Job):
         return f"{self.name} v{self.version} on {self.project_id} ({self.status})"
 
 
+class DropReason(models.TextChoices):
+    """The kind of a dropped unit's first reason (its `reasons` spell out every one)."""
+
+    UNDECIDED = "undecided", "No consensus"
+    TIE = "tie", "A tie, and ties are dropped"
+    LIKELY_WRONG = "likely_wrong", "Likely wrong by the machine judges"
+    MISSING_IMAGE = "missing_image", "An image file is missing"
+
+
 class UnitVerdict(models.Model):
     """Keep or drop one pairwise unit, with every reason, and the consensus it rests on."""
 
@@ -36,6 +45,8 @@ class UnitVerdict(models.Model):
     strength = models.FloatField(null=True, help_text="Preference strength across the machine judges (mean "
                                  "z-normalised score difference for the consensus side), where measured.")
     reasons = models.JSONField(default=list)
+    drop_reason = models.CharField(max_length=16, choices=DropReason.choices, blank=True,
+                                   help_text="Blank for a kept unit; else the kind of its first reason.")
 
     class Meta:
         ordering = ["id"]

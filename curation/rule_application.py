@@ -9,10 +9,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from curation.aggregation import PairConsensus, majority_consensus, weighted_consensus
-from curation.agreement import ConsensusAgreement, consensus_agreement
-from curation.judgments import PairwiseJudgments
-from curation.reliability import GoldAccuracy, PositionBias, gold_accuracy, position_bias
+from curation.stats.aggregation import PairConsensus, majority_consensus, weighted_consensus
+from curation.stats.agreement import ConsensusAgreement, consensus_agreement
+from curation.stats.judgments import PairwiseJudgments
+from curation.stats.reliability import GoldAccuracy, PositionBias, gold_accuracy, position_bias
+from curation.report.numbers import p_value_text
 from curation.rules import FilterRules
 
 
@@ -43,7 +44,7 @@ def raters_excluded(judgments: PairwiseJudgments, rules: FilterRules, checks: Ra
                            f"below {rules.min_gold_accuracy:.2f}")
         elif rules.exclude_position_biased and bool(bias.flagged[r]):
             excluded[r] = (f"position bias: chose the left image {bias.left_share[r]:.0%} of "
-                           f"{int(bias.n_sided[r])} times (p = {bias.p_value[r]:.1e})")
+                           f"{int(bias.n_sided[r])} times ({p_value_text(bias.p_value[r])})")
         elif (rules.min_rater_agreement is not None and not math.isnan(agreement.agreement[r])
               and agreement.agreement[r] < rules.min_rater_agreement):
             excluded[r] = (f"agreement with the others' consensus {agreement.agreement[r]:.2f} "
@@ -61,17 +62,19 @@ def judgments_kept(judgments: PairwiseJudgments, excluded: dict[int, str]) -> tu
     return kept, keep_rows
 
 
-def rules_consensus(kept: PairwiseJudgments, rules: FilterRules) -> PairConsensus:
-    """The consensus per unit by the rules' aggregator and thresholds."""
+def rules_consensus(kept: PairwiseJudgments, rules: FilterRules, *, unit_images=None) -> PairConsensus:
+    """The consensus per unit by the rules' aggregator and thresholds; `unit_images` (each unit's
+    image a and b codes) is needed by the pairwise model, noisy_bt."""
     if rules.consensus == "majority":
         return majority_consensus(kept, min_judgments=rules.min_judgments, min_margin=rules.min_confidence)
     return weighted_consensus(kept, method=rules.consensus, ties=rules.ties, min_judgments=rules.min_judgments,
-                              min_posterior=rules.min_confidence, tie_threshold=rules.tie_threshold, seed=rules.seed)
+                              min_posterior=rules.min_confidence, tie_threshold=rules.tie_threshold, seed=rules.seed,
+                              unit_images=unit_images)
 
 
 def consensus_under_rules(judgments: PairwiseJudgments, rules: FilterRules,
-                          *, gold_answers: np.ndarray | None = None) -> PairConsensus:
+                          *, gold_answers: np.ndarray | None = None, unit_images=None) -> PairConsensus:
     """Exclusions, then consensus: what a filter run with `rules` decides on these judgments."""
     checks = rater_checks(judgments, rules, gold_answers=gold_answers)
     kept, _ = judgments_kept(judgments, raters_excluded(judgments, rules, checks))
-    return rules_consensus(kept, rules)
+    return rules_consensus(kept, rules, unit_images=unit_images)

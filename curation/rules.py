@@ -1,11 +1,35 @@
-"""The rules of a filter run, with their defaults and checks (a bad value names the rule)."""
-from dataclasses import asdict, dataclass, fields
+"""The rules of a filter run, with their defaults and checks (a bad value names the rule): the
+dataclass the code reads, and the serializer that checks them and types them in the API's schema."""
+from dataclasses import asdict, dataclass
 
-from django.core.exceptions import ValidationError
+from rest_framework import serializers
+
+from curation.json_fields import (
+    ChoiceOfField,
+    FlagField,
+    JsonObjectSerializer,
+    NumberField,
+    OpenUnitIntervalField,
+    TextField,
+    WholeNumberField,
+    checked_json,
+)
 
 
-# The worker-weighted models of crowd-kit (ties decided outside them) and plain plurality.
-CONSENSUS_METHODS = ("dawid_skene", "one_coin_ds", "glad", "mace", "majority")
+# crowd-kit's worker-weighted models, its pairwise NoisyBT, and plain plurality.
+CONSENSUS_METHODS = ("dawid_skene", "one_coin_ds", "glad", "mace", "noisy_bt", "majority")
+CONSENSUS_LABELS = {"dawid_skene": "Dawid-Skene", "one_coin_ds": "one-coin Dawid-Skene", "glad": "GLAD",
+                    "mace": "MACE", "noisy_bt": "noisy Bradley-Terry (NoisyBT)", "majority": "majority vote"}
+
+
+def consensus_description(method: str, settings: dict) -> str:
+    """Which aggregator ran, and how it treated ties, in words for the report."""
+    label = CONSENSUS_LABELS.get(method, method)
+    if method == "majority":
+        return f"{label}, tie as a third answer"
+    if settings.get("ties") == "share":
+        return f"{label} (crowd-kit), a tie where the tie share is above {settings.get('tie_threshold', 0.5):g}"
+    return f"{label} (crowd-kit), tie as a third answer"
 
 
 @dataclass(frozen=True)
@@ -35,52 +59,93 @@ class FilterRules:
 
     @classmethod
     def from_json(cls, data: dict | None) -> "FilterRules":
-        data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValidationError({"rules": f"unknown rule(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"})
-        rules = cls(**data)
-        rules.check()
-        return rules
-
-    def check(self) -> None:
-        def bad(name, why):
-            raise ValidationError({"rules": f"{name}: {why} (got {getattr(self, name)!r})"})
-
-        if self.consensus not in CONSENSUS_METHODS:
-            bad("consensus", f"must be one of {', '.join(CONSENSUS_METHODS)}")
-        if self.ties not in ("model", "share"):
-            bad("ties", "must be model or share")
-        if not isinstance(self.min_judgments, int) or isinstance(self.min_judgments, bool) or self.min_judgments < 1:
-            bad("min_judgments", "must be a whole number of at least 1")
-        for name in ("min_confidence", "tie_threshold"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
-                bad(name, "must lie between 0 and 1")
-        if not isinstance(self.position_bias_p, (int, float)) or not 0 < self.position_bias_p < 1:
-            bad("position_bias_p", "must lie strictly between 0 and 1")
-        if self.min_rater_agreement is not None and (
-                not isinstance(self.min_rater_agreement, (int, float)) or not 0 <= self.min_rater_agreement <= 1):
-            bad("min_rater_agreement", "must lie between 0 and 1, or be null")
-        if self.min_gold_accuracy is not None and (
-                not isinstance(self.min_gold_accuracy, (int, float)) or not 0 <= self.min_gold_accuracy <= 1):
-            bad("min_gold_accuracy", "must lie between 0 and 1, or be null")
-        if not isinstance(self.min_gold_answers, int) or isinstance(self.min_gold_answers, bool) \
-                or self.min_gold_answers < 1:
-            bad("min_gold_answers", "must be a whole number of at least 1")
-        if not isinstance(self.bootstrap_resamples, int) or not 0 <= self.bootstrap_resamples <= 10_000:
-            bad("bootstrap_resamples", "must be a whole number from 0 to 10000")
-        for name in ("likely_wrong_pct", "ambiguous_pct"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 100:
-                bad(name, "must lie between 0 and 100")
-        if self.likely_wrong_pct + self.ambiguous_pct > 100:
-            bad("ambiguous_pct", "likely_wrong_pct + ambiguous_pct must be at most 100")
-        for name in ("drop_ties", "exclude_position_biased", "suspend_excluded_raters", "drop_likely_wrong",
-                     "check_image_files"):
-            if not isinstance(getattr(self, name), bool):
-                bad(name, "must be true or false")
+        """The rules `data` asks for, defaults filled in. Raises ValidationError({"rules": ...})
+        naming each refused rule (FilterRulesSerializer's checks) or unknown key."""
+        return cls(**checked_json(FilterRulesSerializer, data, key="rules"))
 
     def as_json(self) -> dict:
         return asdict(self)
+
+
+def _default(name: str):
+    return getattr(FilterRules, name)
+
+
+_BETWEEN_0_AND_1 = "must lie between 0 and 1"
+_TRUE_OR_FALSE = "must be true or false"
+
+
+class FilterRulesSerializer(JsonObjectSerializer):
+    """The rules of a filter run; every key is optional and defaults as docs/curation.md says."""
+
+    noun = "rule"
+
+    aspect = TextField(default=_default("aspect"), why="must be an aspect key",
+                       help_text="Which pairwise aspect is filtered: overall or one of the project's aspect keys.")
+    consensus = ChoiceOfField(
+        choices=[(key, CONSENSUS_LABELS[key]) for key in CONSENSUS_METHODS], default=_default("consensus"),
+        why=f"must be one of {', '.join(CONSENSUS_METHODS)}",
+        help_text="The aggregator: crowd-kit's dawid_skene, one_coin_ds, glad, mace or noisy_bt, or plain majority "
+                  "vote; the report's consensus says which ran and how it treated ties.")
+    ties = ChoiceOfField(
+        choices=["model", "share"], default=_default("ties"), why="must be model or share",
+        help_text="model: a tie is a third answer to the model; share: a unit is a tie when its tie share exceeds "
+                  "tie_threshold, and the model weighs a / b only.")
+    min_judgments = WholeNumberField(
+        min_value=1, default=_default("min_judgments"), why="must be a whole number of at least 1",
+        help_text="Human judgments a unit needs, after excluded raters are left out.")
+    min_confidence = NumberField(
+        min_value=0, max_value=1, default=_default("min_confidence"), why=_BETWEEN_0_AND_1,
+        help_text="Posterior (weighted models) or vote-margin share (majority) a verdict needs to be kept; 0 keeps "
+                  "every verdict.")
+    drop_ties = FlagField(default=_default("drop_ties"), why=_TRUE_OR_FALSE, help_text="Drop units called a tie.")
+    tie_threshold = NumberField(
+        min_value=0, max_value=1, default=_default("tie_threshold"), why=_BETWEEN_0_AND_1,
+        help_text="With ties=share: the tie share above which a unit is a tie.")
+    exclude_position_biased = FlagField(
+        default=_default("exclude_position_biased"), why=_TRUE_OR_FALSE,
+        help_text="Leave out raters whose left share fails the binomial test (the report flags them either way).")
+    position_bias_p = OpenUnitIntervalField(
+        default=_default("position_bias_p"), why="must lie strictly between 0 and 1",
+        help_text="Level of the binomial test for always choosing one side.")
+    min_rater_agreement = NumberField(
+        min_value=0, max_value=1, allow_null=True, default=_default("min_rater_agreement"),
+        why=f"{_BETWEEN_0_AND_1}, or be null",
+        help_text="Leave-one-out agreement below which a rater is left out; null: off.")
+    min_gold_accuracy = NumberField(
+        min_value=0, max_value=1, allow_null=True, default=_default("min_gold_accuracy"),
+        why=f"{_BETWEEN_0_AND_1}, or be null",
+        help_text="Accuracy on gold units below which a rater (with min_gold_answers gold answers) is left out; "
+                  "null: off.")
+    min_gold_answers = WholeNumberField(
+        min_value=1, default=_default("min_gold_answers"), why="must be a whole number of at least 1",
+        help_text="Gold answers a rater needs before min_gold_accuracy applies.")
+    drop_likely_wrong = FlagField(
+        default=_default("drop_likely_wrong"), why=_TRUE_OR_FALSE,
+        help_text="Drop the units the machine judges' preference strength ranks likely wrong (Secrets of RLHF II).")
+    likely_wrong_pct = NumberField(
+        min_value=0, max_value=100, default=_default("likely_wrong_pct"), why="must lie between 0 and 100",
+        help_text="Percentage of units, weakest preference strength first, flagged likely wrong.")
+    ambiguous_pct = NumberField(
+        min_value=0, max_value=100, default=_default("ambiguous_pct"), why="must lie between 0 and 100",
+        help_text="Percentage of units after the likely wrong ones flagged ambiguous; with likely_wrong_pct at most "
+                  "100.")
+    suspend_excluded_raters = FlagField(
+        default=_default("suspend_excluded_raters"), why=_TRUE_OR_FALSE,
+        help_text="Suspend the people the run leaves out (researchers reinstate them).")
+    check_image_files = FlagField(
+        default=_default("check_image_files"), why=_TRUE_OR_FALSE,
+        help_text="Drop units whose original or preview file is missing from storage (one storage listing per "
+                  "folder of keys).")
+    bootstrap_resamples = WholeNumberField(
+        min_value=0, max_value=10_000, default=_default("bootstrap_resamples"),
+        why="must be a whole number from 0 to 10000", help_text="Bootstrap resamples of the alpha intervals.")
+    seed = WholeNumberField(min_value=0, default=_default("seed"), why="must be a whole number of at least 0",
+                            help_text="Seed of every random step: the same rules on the same judgments give the "
+                                      "same verdicts.")
+
+    def validate(self, attrs):
+        if attrs["likely_wrong_pct"] + attrs["ambiguous_pct"] > 100:
+            raise serializers.ValidationError({"ambiguous_pct": "likely_wrong_pct + ambiguous_pct must be at most 100 "
+                                                                f"(got {attrs['ambiguous_pct']!r})"})
+        return attrs

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from curation.judgments import CHOICE_A, CHOICE_B, CHOICE_TIE, PairwiseJudgments
+from curation.stats.judgments import CHOICE_A, CHOICE_B, CHOICE_TIE, PairwiseJudgments
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,12 @@ class SimulatedCrowd:
     truth: np.ndarray  # CHOICE_A / CHOICE_B / CHOICE_TIE per unit
     hard: np.ndarray  # bool per unit
     kinds: list[str]  # per rater
+
+    @property
+    def unit_images(self) -> tuple[np.ndarray, np.ndarray]:
+        """Image codes of each unit's a and b: every simulated unit compares two images of its own."""
+        unit = np.arange(self.judgments.n_units)
+        return 2 * unit, 2 * unit + 1
 
     def accuracy(self, verdict: np.ndarray) -> float:
         """Share of all units whose verdict is the truth (undecided units count as wrong)."""

@@ -5,6 +5,8 @@ and hover labels that `frontend/filter_run.html` draws; no chart library, no Jav
 """
 from __future__ import annotations
 
+from curation.report.numbers import p_value_text
+
 
 def reliability_dots(raters: list[dict]) -> dict:
     """One dot per rater: judgments made (x, 40..460 for 0..the most) against agreement with the
@@ -80,7 +82,7 @@ def position_bias_rows(raters: list[dict]) -> dict:
             low, high = r.get("left_share_ci") or [r["left_share"], r["left_share"]]
             row.update(share=share_x(r["left_share"]), share_low=share_x(low), share_high=share_x(high),
                        share_label=f"{r['rater']}: left {r['left_share']:.2f} ({low:.2f} to {high:.2f}), "
-                                   f"p = {r['p_value']:.1e}")
+                                   f"{p_value_text(r['p_value'])}")
         if row["has_advantage"]:
             advantage, error = r["left_advantage"], r["left_advantage_se"] or 0.0
             row.update(advantage=advantage_x(advantage), advantage_low=advantage_x(advantage - 1.96 * error),

@@ -6,7 +6,6 @@ into the 404 / 403 pages a browser expects.
 import json
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 from django.middleware.csrf import get_token
 from django.core.exceptions import ValidationError
@@ -15,9 +14,9 @@ from django.views.decorators.http import require_POST
 from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.safestring import mark_safe
-from rest_framework.exceptions import NotFound, PermissionDenied
 
 from annotation import selectors
+from curation.selectors import filter_run_get_for_user
 from annotation.judging import ARTIFACT_REASONS
 from annotation.models import AnnotatorProfile, TaskType
 from frontend import report_plots
@@ -30,24 +29,6 @@ WORKSPACE_MODULES = [
 ]
 
 SKIP_REASONS = ["image did not load", "cannot judge", "prompt unclear", "offensive content"]
-
-
-def _project_or_404(user, slug: str, *, manage: bool = False):
-    try:
-        return selectors.project_get_for_user(user=user, slug=slug, manage=manage)
-    except NotFound:
-        raise Http404(f"No project {slug!r} that you can see.") from None
-    except PermissionDenied as exc:
-        raise DjangoPermissionDenied(str(exc.detail)) from None
-
-
-def _filter_run_or_404(user, run_id: int):
-    from curation.selectors import filter_run_get_for_user
-
-    try:
-        return filter_run_get_for_user(user=user, run_id=run_id)
-    except NotFound:
-        raise Http404(f"No filter run {run_id} that you can see.") from None
 
 
 def _can_manage(user, project) -> bool:
@@ -78,23 +59,24 @@ def _import_map() -> str:
 
 @login_required
 def home(request):
-    projects = [
-        {
-            "project": project,
-            "task_types": [(t, TaskType(t).label) for t in project.task_types if t in TaskType.values],
-            "can_manage": _can_manage(request.user, project),
-            "is_admin": selectors.project_role(user=request.user, project=project) == "admin",
-        }
-        for project in selectors.project_list_for_user(user=request.user)
-    ]
-    return render(request, "frontend/home.html", {"projects": projects})
+    """By role: an annotator sees their tasks with what is left and done today; a researcher or
+    admin also each project's progress and latest filter run and export, and "New project"."""
+    from frontend.views_projects import home_projects
+
+    return render(request, "frontend/home.html", {
+        "projects": home_projects(user=request.user),
+        "can_create": selectors.user_can_create_projects(request.user),
+    })
 
 
 @login_required
 def workspace(request, slug: str, task_type: str):
-    project = _project_or_404(request.user, slug)
+    project = selectors.project_get_for_user(user=request.user, slug=slug)
     if task_type not in project.task_types or task_type not in TaskType.values:
         raise Http404(f"{task_type!r} is not switched on in project {slug!r}.")
+    if project.is_archived:  # read-only: the work API would refuse every lease
+        return render(request, "frontend/archived.html", {"project": project,
+                                                          "can_manage": _can_manage(request.user, project)})
     config = {
         "user": request.user.pk,
         "slug": project.slug,
@@ -132,7 +114,7 @@ def workspace(request, slug: str, task_type: str):
 
 @login_required
 def project_progress(request, slug: str):
-    project = _project_or_404(request.user, slug, manage=True)
+    project = selectors.project_get_for_user(user=request.user, slug=slug, manage=True)
     progress = selectors.project_progress(project=project)
     labels = dict(TaskType.choices)
     task_types = [{**row, "label": labels.get(row["task_type"], row["task_type"])} for row in progress["task_types"]]
@@ -152,11 +134,8 @@ def auto_jobs(request, slug: str):
     from mlworkers.models import AutoAnnotationJob
     from mlworkers.selectors import annotator_scores_overall, require_project_admin
 
-    project = _project_or_404(request.user, slug)
-    try:
-        require_project_admin(user=request.user, project=project)
-    except PermissionDenied as exc:
-        raise DjangoPermissionDenied(str(exc.detail)) from None
+    project = selectors.project_get_for_user(user=request.user, slug=slug)
+    require_project_admin(user=request.user, project=project)
     annotators = list(MachineAnnotator.objects.filter(is_active=True).order_by("name"))
     return render(request, "frontend/auto_jobs.html", {
         "project": project,
@@ -171,55 +150,69 @@ def auto_job(request, job_id: int):
     """One job's live progress, with cancel and resume."""
     from mlworkers.selectors import auto_job_get_for_user
 
-    try:
-        job = auto_job_get_for_user(user=request.user, job_id=job_id)
-    except NotFound:
-        raise Http404(f"No auto-annotation job {job_id} that you can see.") from None
+    job = auto_job_get_for_user(user=request.user, job_id=job_id)
     return render(request, "frontend/auto_job.html", {"job": job})
 
 
 @login_required
 def filter_runs(request, slug: str):
-    """Researchers start filter runs and see the project's runs."""
-    import json as _json
-
+    """Researchers start filter runs from a form of the rules (checked by the API's serializer, its
+    errors shown by the field they name) and see the project's runs."""
+    from curation.api import FilterRunInputSerializer
     from curation.models import FilterRun
-    from curation.rules import FilterRules
+    from curation.services import filter_run_create
+    from frontend.setting_forms import place_errors, rules_form
 
-    project = _project_or_404(request.user, slug, manage=True)
+    project = selectors.project_get_for_user(user=request.user, slug=slug, manage=True)
+    form, name, errors = rules_form(project=project), "default", {}
+    if request.method == "POST":
+        name = request.POST.get("name", "")
+        rules = form.bind(request.POST)
+        data = FilterRunInputSerializer(data={"name": name, "rules": {} if rules is None else rules})
+        if not data.is_valid():
+            errors = place_errors(data.errors, form=form, key="rules")
+        elif rules is not None:
+            try:
+                run = filter_run_create(project=project, created_by=request.user, **data.validated_data)
+            except ValidationError as exc:
+                errors = place_errors(exc, form=form, key="rules")
+            else:
+                return redirect("filter-run", run_id=run.pk)
     return render(request, "frontend/filter_runs.html", {
         "project": project, "runs": FilterRun.objects.filter(project=project)[:100],
-        "default_rules": _json.dumps(FilterRules().as_json(), indent=1),
-    })
+        "form": form, "name": name, "errors": errors,
+    }, status=400 if errors or form.has_errors else 200)
 
 
-DROPPED_SHOWN = 200
+DROPPED_PER_PAGE = 50
 
 
 @login_required
 def filter_run(request, run_id: int):
-    """A run's report: figures, annotators (table and plot), dropped units with images and votes."""
+    """A run's report: figures, annotators (table and plot), and its dropped units, a page at a time
+    and optionally of one kind of reason, with images and each vote as the annotator saw it."""
     from django.core.files.storage import default_storage
+    from django.core.paginator import Paginator
 
-    from annotation.models import PreferenceJudgment
-    from curation.models import UnitVerdict
+    from curation.models import DropReason
+    from curation.selectors import dropped_units, unit_votes
 
-    run = _filter_run_or_404(request.user, run_id)
-    verdicts = list(UnitVerdict.objects.filter(run=run, keep=False)
-                    .select_related("comparison__prompt", "comparison__image_a", "comparison__image_b")
-                    .order_by("id")[:DROPPED_SHOWN + 1])
-    votes = {}
-    for comparison_id, choice in (PreferenceJudgment.objects.filter(
-            comparison_id__in=[v.comparison_id for v in verdicts], aspect=run.rules.get("aspect", "overall"),
-            source="human", retracted_at__isnull=True).values_list("comparison_id", "choice")):
-        votes.setdefault(comparison_id, []).append(choice)
+    run = filter_run_get_for_user(user=request.user, run_id=run_id)
+    reason = request.GET.get("reason", "")
+    if reason not in DropReason.values:
+        reason = ""
+    page = Paginator(dropped_units(run=run, reason=reason), DROPPED_PER_PAGE).get_page(request.GET.get("page"))
+    votes = unit_votes(project_id=run.project_id, aspect=run.rules.get("aspect", "overall"),
+                       comparison_ids=[v.comparison_id for v in page])
     dropped = [{"verdict": v, "prompt": v.comparison.prompt.text[:120],
                 "image_a": default_storage.url(v.comparison.image_a.preview_key),
                 "image_b": default_storage.url(v.comparison.image_b.preview_key),
-                "judgments": ", ".join(sorted(votes.get(v.comparison_id, [])))} for v in verdicts[:DROPPED_SHOWN]]
+                "votes": votes.get(v.comparison_id, [])} for v in page]
+    counts = (run.summary or {}).get("drop_reasons") or {}
+    reasons = [{"value": value, "label": label, "count": counts.get(value)} for value, label in DropReason.choices]
     summary = run.summary
     return render(request, "frontend/filter_run.html", {
-        "run": run, "dropped": dropped, "dropped_more": len(verdicts) > DROPPED_SHOWN,
+        "run": run, "dropped": dropped, "dropped_page": page, "reason": reason, "reasons": reasons,
         "plot": report_plots.reliability_dots(summary.get("raters", [])),
         "strength_bars": report_plots.strength_bars((summary.get("strength") or {}).get("histogram")),
         "agreement_plot": report_plots.agreement_bars(summary.get("agreement_by_aspect", [])),
@@ -234,7 +227,7 @@ def filter_run_cancel(request, run_id: int):
     from core.jobs import job_cancel
 
     try:
-        job_cancel(job=_filter_run_or_404(request.user, run_id))
+        job_cancel(job=filter_run_get_for_user(user=request.user, run_id=run_id), actor=request.user)
     except ValidationError:
         pass  # it finished meanwhile: the page shows how
     return redirect("filter-run", run_id=run_id)
@@ -242,17 +235,45 @@ def filter_run_cancel(request, run_id: int):
 
 @login_required
 def dataset_exports(request, slug: str):
-    """Researchers start dataset exports and see the project's exports."""
-    from curation.exports.options import CONTAINERS, FORMATS
+    """Researchers start dataset exports from a form of the format, container and options (checked
+    by the API's serializer, its errors shown by the field they name) and see the project's exports."""
+    from curation.exports.api import DatasetExportInputSerializer
+    from curation.exports.services import dataset_export_create
     from curation.models import DatasetExport, FilterRun
+    from frontend.setting_forms import place_errors, options_form
 
-    project = _project_or_404(request.user, slug, manage=True)
+    project = selectors.project_get_for_user(user=request.user, slug=slug, manage=True)
+    inputs = DatasetExportInputSerializer().fields
+    form, errors = options_form(project=project), {}
+    chosen = {"format": "", "container": inputs["container"].default, "destination": "",
+              "filter_run": request.GET.get("filter_run", "")}
+    if request.method == "POST":
+        chosen = {key: request.POST.get(key, "") for key in chosen}
+        options = form.bind(request.POST)
+        data = DatasetExportInputSerializer(data={**chosen, "filter_run": chosen["filter_run"] or None,
+                                                  "options": {} if options is None else options})
+        if not data.is_valid():
+            errors = place_errors(data.errors, form=form, key="options")
+        elif options is not None:
+            fields = dict(data.validated_data)
+            run_id = fields.pop("filter_run")
+            run = None if run_id is None else FilterRun.objects.filter(pk=run_id, project=project).first()
+            try:
+                if run_id is not None and run is None:
+                    raise ValidationError({"filter_run": f"no filter run {run_id} in this project"})
+                export = dataset_export_create(project=project, filter_run=run, created_by=request.user, **fields)
+            except ValidationError as exc:
+                errors = place_errors(exc, form=form, key="options")
+            else:
+                return redirect("dataset-export", export_id=export.pk)
     return render(request, "frontend/exports.html", {
-        "project": project, "formats": FORMATS, "containers": CONTAINERS,
+        "project": project, "form": form, "chosen": chosen, "errors": errors,
+        "formats": list(inputs["format"].choices.items()),
+        "format_help": inputs["format"].help_text, "containers": list(inputs["container"].choices.items()),
+        "container_help": inputs["container"].help_text, "destination_help": inputs["destination"].help_text,
         "runs": FilterRun.objects.filter(project=project, status=FilterRun.Status.SUCCEEDED)[:50],
         "exports": DatasetExport.objects.filter(project=project).select_related("filter_run")[:100],
-        "selected_run": request.GET.get("filter_run", ""),
-    })
+    }, status=400 if errors or form.has_errors else 200)
 
 
 @login_required
@@ -260,8 +281,5 @@ def dataset_export(request, export_id: int):
     """One export's live progress, cancel, and its files to download."""
     from curation.exports.selectors import dataset_export_get_for_user
 
-    try:
-        export = dataset_export_get_for_user(user=request.user, export_id=export_id)
-    except NotFound:
-        raise Http404(f"No export {export_id} that you can see.") from None
+    export = dataset_export_get_for_user(user=request.user, export_id=export_id)
     return render(request, "frontend/export.html", {"export": export})

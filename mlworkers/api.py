@@ -4,11 +4,11 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation.api import ListApi
-from annotation.api_support import ERRORS
 from annotation.models import MachineAnnotator
 from annotation.selectors import project_get_for_user
-from core.api import JOB_FIELDS, JobSerializer
+from core.api import JOB_FIELDS, JobSerializer, ListApi
+from core.api_support import ARCHIVED, ERRORS
+from mlworkers import catalogue as known_judges
 from mlworkers import selectors, services
 from mlworkers.backends.base import backend_names
 from mlworkers.models import MAX_SAMPLES, AutoAnnotationFailure, AutoAnnotationJob
@@ -17,26 +17,34 @@ from mlworkers.models import MAX_SAMPLES, AutoAnnotationFailure, AutoAnnotationJ
 class MachineAnnotatorSerializer(serializers.ModelSerializer):
     class Meta:
         model = MachineAnnotator
-        fields = ["id", "name", "backend", "model_ref", "parameters", "prompt_template", "version", "is_active",
-                  "created_at"]
-        read_only_fields = ["id", "version", "created_at"]
+        fields = ["id", "name", "backend", "model_ref", "parameters", "prompt_template", "model_commits", "version",
+                  "is_active", "created_at"]
+        read_only_fields = ["id", "model_commits", "version", "created_at"]
+
+
+MODEL_REF_HELP = ("The weights: a local path (present here and on the gpu workers), an s3:// key, or a Hub reference "
+                  "hf://org/repo[@revision][/path/in/repo] (open_clip backends also take hf-hub:org/repo, "
+                  "transformers ones a plain org/repo); for openai_chat, the model's name on the server.")
 
 
 class MachineAnnotatorInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
-    backend = serializers.CharField(max_length=64, help_text="One of the registered backends.")
-    model_ref = serializers.CharField(max_length=1000, help_text="Local path or s3:// key of the weights, or a model name.")
+    backend = serializers.ChoiceField(choices=backend_names(), help_text="One of the registered backends.")
+    model_ref = serializers.CharField(max_length=1000, help_text=MODEL_REF_HELP)
     parameters = serializers.JSONField(required=False, default=dict)
     prompt_template = serializers.CharField(required=False, allow_blank=True, default="")
 
 
 class MachineAnnotatorUpdateSerializer(MachineAnnotatorInputSerializer):
     name = serializers.CharField(max_length=100, required=False)
-    backend = serializers.CharField(max_length=64, required=False)
-    model_ref = serializers.CharField(max_length=1000, required=False)
+    backend = serializers.ChoiceField(choices=backend_names(), required=False)
+    model_ref = serializers.CharField(max_length=1000, required=False, help_text=MODEL_REF_HELP)
     parameters = serializers.JSONField(required=False)
     prompt_template = serializers.CharField(required=False, allow_blank=True)
     is_active = serializers.BooleanField(required=False)
+    refresh_revisions = serializers.BooleanField(
+        required=False, default=False,
+        help_text="Resolve the Hub references anew (follow a branch that moved): a new version if a commit changed.")
 
 
 class MachineAnnotatorListCreateApi(ListApi):
@@ -76,6 +84,81 @@ class MachineAnnotatorDetailApi(APIView):
         return Response(MachineAnnotatorSerializer(annotator).data)
 
 
+class CatalogueHubFileSerializer(serializers.Serializer):
+    repo_id = serializers.CharField()
+    file = serializers.CharField(help_text="The file in the repo; \"\" for the files the backend picks from it.")
+    revision = serializers.CharField(allow_null=True, help_text="A pinned commit sha; null: resolved at first save.")
+    checksum = serializers.CharField(allow_null=True, help_text="The file's published sha256; null where none is.")
+    reference = serializers.CharField(help_text="As model_ref or a parameter takes it.")
+
+
+class CatalogueEntrySerializer(serializers.Serializer):
+    key = serializers.CharField()
+    label = serializers.CharField()
+    backend = serializers.CharField()
+    model_ref = serializers.CharField()
+    model = CatalogueHubFileSerializer(allow_null=True, help_text="null for a judge served elsewhere.")
+    files = serializers.DictField(child=CatalogueHubFileSerializer(), help_text="Parameter -> further weights.")
+    parameters = serializers.JSONField()
+    licence = serializers.CharField()
+    input_size = serializers.CharField()
+    formula = serializers.CharField()
+    notes = serializers.CharField()
+
+
+class PromptPresetSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    label = serializers.CharField()
+    aspects = serializers.ListField(child=serializers.CharField())
+    template = serializers.CharField()
+
+
+class CatalogueApi(APIView):
+    """Known text-to-image judges, and creating an annotator from one of them."""
+
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "MachineAnnotatorCatalogue"
+
+        entries = CatalogueEntrySerializer(many=True)
+        presets = PromptPresetSerializer(many=True)
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "MachineAnnotatorFromCatalogue"
+
+        catalogue = serializers.ChoiceField(choices=list(known_judges.ENTRIES), help_text="The entry's key.")
+        name = serializers.CharField(max_length=100, required=False, default="",
+                                     help_text="Default: the entry's label.")
+        model_ref = serializers.CharField(max_length=1000, required=False, default="",
+                                          help_text="Replaces the entry's (another copy of the same weights; "
+                                                    "for openai_chat, the model's name on your server).")
+        parameters = serializers.JSONField(required=False, default=dict, help_text="Go over the entry's.")
+        preset = serializers.ChoiceField(choices=list(known_judges.PRESETS), required=False, allow_blank=True,
+                                         default="", help_text="A prompt template preset (MLLM judges).")
+        prompt_template = serializers.CharField(required=False, allow_blank=True, default="",
+                                                help_text="Replaces the preset's or entry's.")
+        is_active = serializers.BooleanField(required=False, default=True)
+
+    @extend_schema(operation_id="machine_annotators_catalogue", responses={200: OutputSerializer, **ERRORS})
+    def get(self, request):
+        selectors.require_platform_admin(request.user)
+        presets = [{"key": p.key, "label": p.label, "aspects": list(p.aspects), "template": p.template}
+                   for p in known_judges.PRESETS.values()]
+        return Response({"entries": known_judges.catalogue_rows(), "presets": presets})
+
+    @extend_schema(operation_id="machine_annotators_create_from_catalogue", request=InputSerializer,
+                   responses={201: MachineAnnotatorSerializer, **ERRORS})
+    def post(self, request):
+        selectors.require_platform_admin(request.user)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        annotator = known_judges.machine_annotator_create_from_catalogue(
+            key=values.pop("catalogue"), created_by=request.user, **values)
+        return Response(MachineAnnotatorSerializer(annotator).data, status=status.HTTP_201_CREATED)
+
+
 class BackendListApi(APIView):
     class OutputSerializer(serializers.Serializer):
         class Meta:
@@ -104,8 +187,8 @@ class AutoJobSerializer(JobSerializer):
 
     class Meta:
         model = AutoAnnotationJob
-        fields = ["id", "project", "machine_annotator", "machine_annotator_name", "machine_version", "kind", "scope",
-                  "sample_size", "aspects", "orders", "samples", "progress", *JOB_FIELDS]
+        fields = ["id", "project", "machine_annotator", "machine_annotator_name", "machine_version", "model_commits",
+                  "kind", "scope", "sample_size", "aspects", "orders", "samples", "progress", *JOB_FIELDS]
 
     def get_progress(self, job) -> ProgressSerializer:
         return selectors.auto_job_progress(job=job)
@@ -115,7 +198,7 @@ class AutoJobInputSerializer(serializers.Serializer):
     machine_annotator = serializers.IntegerField()
     kind = serializers.ChoiceField(choices=AutoAnnotationJob.Kind.choices)
     scope = serializers.ChoiceField(choices=AutoAnnotationJob.Scope.choices, default=AutoAnnotationJob.Scope.ALL)
-    sample_size = serializers.IntegerField(required=False, min_value=1, allow_null=True)
+    sample_size = serializers.IntegerField(required=False, min_value=1, max_value=2**31 - 1, allow_null=True)
     aspects = serializers.ListField(
         child=serializers.CharField(), required=False, allow_empty=False,
         help_text="Aspect keys of the project (default: all of them), or \"overall\": the project's pairwise "
@@ -141,7 +224,7 @@ class AutoJobListCreateApi(ListApi):
         return self.list_response()
 
     @extend_schema(operation_id="auto_jobs_launch", request=AutoJobInputSerializer,
-                   responses={202: AutoJobSerializer, **ERRORS})
+                   responses={202: AutoJobSerializer, **ERRORS, **ARCHIVED})
     def post(self, request, slug):
         project = project_get_for_user(user=request.user, slug=slug)
         selectors.require_project_admin(user=request.user, project=project)
@@ -165,14 +248,16 @@ class AutoJobCancelApi(APIView):
     @extend_schema(operation_id="auto_jobs_cancel", request=None, responses={200: AutoJobSerializer, **ERRORS})
     def post(self, request, job_id):
         job = selectors.auto_job_get_for_user(user=request.user, job_id=job_id)
-        return Response(AutoJobSerializer(services.auto_job_cancel(job=job)).data)
+        return Response(AutoJobSerializer(services.auto_job_cancel(job=job, actor=request.user)).data)
 
 
 class AutoJobResumeApi(APIView):
-    @extend_schema(operation_id="auto_jobs_resume", request=None, responses={202: AutoJobSerializer, **ERRORS})
+    @extend_schema(operation_id="auto_jobs_resume", request=None,
+                   responses={202: AutoJobSerializer, **ERRORS, **ARCHIVED})
     def post(self, request, job_id):
         job = selectors.auto_job_get_for_user(user=request.user, job_id=job_id)
-        return Response(AutoJobSerializer(services.auto_job_resume(job=job)).data, status=status.HTTP_202_ACCEPTED)
+        resumed = services.auto_job_resume(job=job, actor=request.user)
+        return Response(AutoJobSerializer(resumed).data, status=status.HTTP_202_ACCEPTED)
 
 
 class AutoJobFailureSerializer(serializers.ModelSerializer):

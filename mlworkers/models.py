@@ -37,6 +37,8 @@ class AutoAnnotationJob(Job):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="auto_jobs")
     machine_annotator = models.ForeignKey(MachineAnnotator, on_delete=models.PROTECT, related_name="jobs")
     machine_version = models.CharField(max_length=16, help_text="The annotator's version when launched.")
+    model_commits = models.JSONField(default=dict, blank=True,
+                                     help_text="The Hub commits of that version: what its judgments were made with.")
     kind = models.CharField(max_length=8, choices=Kind.choices)
     scope = models.CharField(max_length=12, choices=Scope.choices, default=Scope.ALL)
     sample_size = models.PositiveIntegerField(null=True, blank=True)

@@ -21,7 +21,7 @@ from core.jobs import JobCancelled, JobLost, heartbeat, job_claim, stale_before,
 from core.statistics import statistics_refresh
 from mlworkers.backends.base import Aspect, BackendError, ImageRef, PairRequest, ScoreRequest
 from mlworkers.models import MAX_SAMPLES, AutoAnnotationChunk, AutoAnnotationFailure, AutoAnnotationJob
-from mlworkers.services import backend_for
+from mlworkers.services import auto_job_resolve_revisions, backend_for
 
 log = logging.getLogger(__name__)
 Job = AutoAnnotationJob
@@ -32,14 +32,21 @@ CHUNK_TASK = "mlworkers.auto_job_chunk"
 # --- planning ----------------------------------------------------------------------------------
 
 def auto_job_start(*, job_id: int, send: bool = True) -> list[int]:
-    """Plan a claimed job: its items (skipping those this annotator version already stored, and
-    those a live chunk is judging) in chunks of whole prompts, each queued as a task on the gpu
-    queue. A chunk holds about AUTO_JOB_CHUNK_ITEMS images, or that many pairs divided by the
-    samples asked of each. Returns the new chunks' ids (queued unless `send` is false)."""
+    """Plan a claimed job: first resolve the Hub references its annotator was saved without (the job
+    fails saying why when the Hub cannot tell), then its items (skipping those this annotator
+    version already stored, and those a live chunk is judging) in chunks of whole prompts, each
+    queued as a task on the gpu queue. A chunk holds about AUTO_JOB_CHUNK_ITEMS images, or that
+    many pairs divided by the samples asked of each. Returns the new chunks' ids (queued unless
+    `send` is false)."""
     lease = job_claim(Job, job_id)
     if lease is None:
         return []
     with lease.running():
+        try:
+            auto_job_resolve_revisions(job_id=job_id)  # Hub references saved while the Hub was unreachable
+        except BackendError as exc:
+            lease.fail(str(exc))
+            return []
         try:
             return _plan(lease, job_id, send)
         except JobCancelled:  # cancelled while planning: its chunks, if sent, find it not running

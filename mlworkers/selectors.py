@@ -1,6 +1,7 @@
 """Reads for machine annotators and jobs, and who may see or run them."""
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
 from django.utils import timezone
-from rest_framework.exceptions import NotFound, PermissionDenied
 
 from annotation.models import MachineAnnotator
 from annotation.selectors import project_role, user_is_platform_admin
@@ -22,14 +23,14 @@ def machine_annotator_get(*, user, annotator_id: int) -> MachineAnnotator:
     require_platform_admin(user)
     annotator = MachineAnnotator.objects.filter(pk=annotator_id).first()
     if annotator is None:
-        raise NotFound(f"No machine annotator {annotator_id}.")
+        raise Http404(f"No machine annotator {annotator_id}.")
     return annotator
 
 
 def auto_job_get_for_user(*, user, job_id: int) -> AutoAnnotationJob:
     job = AutoAnnotationJob.objects.select_related("project", "machine_annotator").filter(pk=job_id).first()
     if job is None or project_role(user=user, project=job.project) != "admin":
-        raise NotFound(f"No auto-annotation job {job_id} that you can see.")
+        raise Http404(f"No auto-annotation job {job_id} that you can see.")
     return job
 
 

@@ -4,6 +4,7 @@ from mlworkers import api
 
 urlpatterns = [
     path("machine-annotators/", api.MachineAnnotatorListCreateApi.as_view(), name="machine-annotator-list"),
+    path("machine-annotators/catalogue/", api.CatalogueApi.as_view(), name="machine-annotator-catalogue"),
     path("machine-annotators/<int:annotator_id>/", api.MachineAnnotatorDetailApi.as_view(),
          name="machine-annotator-detail"),
     path("machine-backends/", api.BackendListApi.as_view(), name="machine-backend-list"),

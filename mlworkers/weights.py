@@ -1,8 +1,9 @@
 """Where model weights come from, and which device and precision they run in.
 
-No model hub is reachable: a backend's `model_ref` (or a file parameter such as a head) is a
-local path or an S3 reference. An S3 reference is downloaded once per machine into
-`settings.MODEL_CACHE_DIR/<sha256 of the reference>/` and read from there afterwards.
+A backend's `model_ref` (or a file parameter such as a head) is a local path, an S3 reference
+or a Hugging Face Hub reference. An S3 reference is downloaded once per machine into
+`settings.MODEL_CACHE_DIR/<sha256 of the reference>/` and read from there afterwards; a Hub
+reference goes through `mlworkers.hub` into the same folder, in huggingface_hub's cache layout.
 torch is imported inside the functions that need it.
 """
 import hashlib
@@ -14,22 +15,31 @@ from pathlib import Path, PurePosixPath
 from mlworkers.backends.base import BackendError
 
 
-def local_path(model_ref: str) -> Path:
-    """A local path for `model_ref`, downloading it first when it is an S3 reference.
+def local_path(model_ref: str, *, hub_files: str = "all") -> Path:
+    """A local path for `model_ref`, downloading it first when it is an S3 or a Hub reference.
 
     - a local file or folder is returned as it is (BackendError "weights not found: <path>" if absent);
     - `s3://bucket/key` is one object, cached as `<cache>/<sha256>/<basename of key>`;
     - `s3://bucket/prefix/` (trailing slash), or a key under which only a folder of objects
-      exists, is every object under the prefix, cached as the folder `<cache>/<sha256>/`.
+      exists, is every object under the prefix, cached as the folder `<cache>/<sha256>/`;
+    - a Hub reference (see `mlworkers.hub.parse`: `hf://org/repo[@revision][/path]`, and for the
+      backends loading them `hf-hub:org/repo` or a plain `org/repo`) is the file it names, or the
+      folder holding the `hub_files` a backend loads from it (`mlworkers.hub.select_files`).
 
-    The download goes to a temporary folder beside the cache entry and is renamed into place,
+    An S3 download goes to a temporary folder beside the cache entry and is renamed into place,
     so an interrupted download leaves nothing that a later call would take for complete, and
-    two processes downloading at once both end up with one complete copy.
+    two processes downloading at once both end up with one complete copy (a Hub download keeps
+    the same promise its own way: see `mlworkers.hub`).
     """
     if not model_ref or not model_ref.strip():
         raise BackendError("weights not found: no model reference given")
     if model_ref.startswith("s3://"):
         return _cached_s3(model_ref)
+    from mlworkers import hub
+
+    ref = hub.parse(model_ref, files=hub_files)
+    if ref is not None:
+        return hub.local_copy(ref, files=hub_files)
     path = Path(model_ref).expanduser()
     if not path.exists():
         raise BackendError(f"weights not found: {model_ref}")
@@ -77,7 +87,7 @@ _FOLDER_MARKER = ".s3-prefix"  # written into a cache entry that holds a folder 
 
 
 def _download_entry(ref: str, bucket: str, key: str, entry: Path) -> None:
-    from annotation.image_sources import s3_client
+    from core.s3 import s3_client
 
     client = s3_client()
     folder, objects = _objects_to_fetch(client, ref, bucket, key)

@@ -3,7 +3,9 @@
 Docker does not run here, so these tests read the files: services and their wiring, the modules
 and paths their commands name, and the environment variables that settings read.
 """
+import json
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -11,7 +13,9 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-LONG_RUNNING_SERVERS = ("postgres", "redis", "minio", "web")
+LONG_RUNNING_SERVERS = ("postgres", "redis", "minio", "web", "proxy")
+APP_SERVICES = ("web", "worker", "beat", "gpu-worker")
+NGINX_TEMPLATE = ROOT / "deploy" / "nginx" / "default.conf.template"
 
 # env("X"), env.bool("X", ...), env.db("X"), os.environ.get("X"), os.getenv("X"), os.environ["X"]
 _SETTINGS_ENV_READ = re.compile(
@@ -63,11 +67,35 @@ def env_example_names() -> set[str]:
     return set(_ENV_EXAMPLE_ENTRY.findall((ROOT / ".env.example").read_text()))
 
 
+def mounted_files(service: dict) -> dict[str, Path]:
+    """Files of this repository that the service mounts, by their path in the container."""
+    mounts = {}
+    for mount in service.get("volumes", []):
+        source, target = mount.split(":")[:2]
+        if source.startswith("./"):
+            mounts[target] = ROOT / source
+    return mounts
+
+
+def script_text(service: dict) -> str:
+    """The service's command and entrypoint, with the text of any script of this repository they run."""
+    text = command_text(service) + " " + str(service.get("entrypoint", ""))
+    return text + "".join(path.read_text() for target, path in mounted_files(service).items()
+                          if target in text and path.is_file())
+
+
 def bucket_init_service(services: dict) -> tuple[str, dict]:
     for name, service in services.items():
-        if "mc mb" in command_text(service) or "mc mb" in str(service.get("entrypoint", "")):
+        if "mc mb" in script_text(service):
             return name, service
     pytest.fail("no service runs `mc mb` to create the bucket")
+
+
+def nginx_location(name: str) -> str:
+    """The body of `location <name> { ... }` in the proxy's template (no nested braces but one level)."""
+    match = re.search(r"location\s+" + re.escape(name) + r"\s*\{((?:[^{}]|\{[^{}]*\})*)\}", NGINX_TEMPLATE.read_text())
+    assert match, f"no `location {name}` in {NGINX_TEMPLATE.name}"
+    return match.group(1)
 
 
 def module_path_exists(dotted: str) -> bool:
@@ -82,7 +110,8 @@ def test_compose_defines_postgres_redis_minio_web_and_both_workers(services):
 
 def test_compose_has_a_one_shot_service_that_creates_the_configured_bucket_after_minio_is_healthy(services):
     _, init = bucket_init_service(services)
-    assert "${AWS_STORAGE_BUCKET_NAME:-prefstudio}" in command_text(init)
+    assert init["environment"]["MINIO_BUCKET"] == "${AWS_STORAGE_BUCKET_NAME:-prefstudio}"
+    assert 'mc mb --ignore-existing "local/$MINIO_BUCKET"' in script_text(init)
     assert init["depends_on"]["minio"]["condition"] == "service_healthy"
     assert init.get("restart", "no") == "no"
 
@@ -118,7 +147,6 @@ def test_web_migrates_collects_static_then_serves_config_wsgi_with_gunicorn(serv
     gunicorn = command.index("gunicorn config.wsgi:application")
     assert migrate < collectstatic < gunicorn
     assert "--bind 0.0.0.0:8000" in command
-    assert "8000:8000" in services["web"]["ports"]
 
 
 def test_web_healthcheck_requests_healthz_with_python_urllib(services):
@@ -221,3 +249,118 @@ def test_compose_runs_exactly_one_celery_beat_for_the_job_reaper(services):
     beats = [name for name, service in services.items() if service.get("command", [])[:4] == ["celery", "-A",
                                                                                                 "config", "beat"]]
     assert beats == ["beat"]
+
+
+# --- safe by default -------------------------------------------------------------------------
+
+def test_only_the_proxy_publishes_a_port(services):
+    published = {name for name, service in services.items() if service.get("ports")}
+    assert published == {"proxy"}
+    assert services["proxy"]["ports"] == ["${PREFSTUDIO_HTTP_PORT:-8000}:80"]
+
+
+def test_the_proxy_passes_requests_to_web_and_starts_once_web_is_healthy(services):
+    assert "proxy_pass http://web:8000;" in nginx_location("/")
+    assert services["proxy"]["depends_on"]["web"]["condition"] == "service_healthy"
+    assert mounted_files(services["proxy"])["/etc/nginx/templates/default.conf.template"] == NGINX_TEMPLATE
+    assert NGINX_TEMPLATE.is_file()
+
+
+def test_every_password_and_secret_compose_interpolates_is_required_without_a_default():
+    text = (ROOT / "docker-compose.yml").read_text().replace("$$", "")
+    uses = re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)([^}]*)\}", text)
+    secrets = [(name, rest) for name, rest in uses if re.search("PASSWORD|SECRET", name)]
+    assert {"POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD", "MINIO_APP_PASSWORD", "DJANGO_SECRET_KEY"} <= {n for n, _ in secrets}
+    assert [(name, rest) for name, rest in secrets if not rest.startswith(":?")] == []
+
+
+def test_no_literal_password_is_written_in_compose(services):
+    for name, service in services.items():
+        for key, value in (service.get("environment") or {}).items():
+            if re.search("PASSWORD|SECRET", key):
+                assert str(value).startswith("${") and ":?" in str(value), (name, key)
+        database_url = (service.get("environment") or {}).get("DATABASE_URL", "")
+        if database_url:
+            assert ":${POSTGRES_PASSWORD:?" in database_url, name
+
+
+def test_only_minio_and_its_init_service_see_the_minio_root_credentials(services):
+    for name, service in services.items():
+        if name not in ("minio", "minio-init"):
+            assert "MINIO_ROOT" not in json.dumps(service), name
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_app_services_sign_in_to_minio_as_the_app_user_that_minio_init_creates(services, name):
+    _, init = bucket_init_service(services)
+    environment = services[name]["environment"]
+    assert environment["AWS_ACCESS_KEY_ID"] == init["environment"]["MINIO_APP_USER"] == "${MINIO_APP_USER:-prefstudio-app}"
+    assert environment["AWS_SECRET_ACCESS_KEY"] == init["environment"]["MINIO_APP_PASSWORD"]
+    assert environment["AWS_STORAGE_BUCKET_NAME"] == init["environment"]["MINIO_BUCKET"]
+
+
+def test_minio_init_attaches_to_the_app_user_a_policy_limited_to_the_bucket(services):
+    _, init = bucket_init_service(services)
+    script = script_text(init)
+    policy_text = re.search(r"<<POLICY\n(.*?)\nPOLICY\n", script, re.DOTALL).group(1)
+    policy = json.loads(policy_text.replace("${MINIO_BUCKET}", "prefstudio"))
+    resources = {r for statement in policy["Statement"] for r in statement["Resource"]}
+    actions = {a for statement in policy["Statement"] for a in statement["Action"]}
+
+    assert {s["Effect"] for s in policy["Statement"]} == {"Allow"}
+    assert resources == {"arn:aws:s3:::prefstudio", "arn:aws:s3:::prefstudio/*"}
+    assert all(a.startswith("s3:") and "*" not in a for a in actions)
+    assert "mc admin policy create local" in script
+    assert 'mc admin user add local "$MINIO_APP_USER" "$MINIO_APP_PASSWORD"' in script
+    assert 'mc admin policy attach local "$policy" --user "$MINIO_APP_USER"' in script
+
+
+def test_minio_init_script_is_valid_shell_that_stops_at_the_first_failure(services):
+    _, init = bucket_init_service(services)
+    script = next(path for path in mounted_files(init).values() if path.suffix == ".sh")
+    assert subprocess.run(["sh", "-n", str(script)], capture_output=True).returncode == 0
+    assert "set -eu" in script.read_text()
+
+
+def test_proxy_headers_are_trusted_by_web_alone_and_the_proxy_sets_them_itself(services):
+    trusting = {name for name, service in services.items()
+                if (service.get("environment") or {}).get("DJANGO_TRUST_PROXY_HEADERS") == "true"}
+    assert trusting == {"web"} and not services["web"].get("ports")
+    location = nginx_location("/")
+    for header in ("X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-For"):
+        value = re.search(rf"proxy_set_header {header} (\S+);", location).group(1)
+        assert not value.startswith("$http_x_forwarded"), f"{header} copied from the request"
+    assert "proxy_set_header X-Forwarded-Proto $prefstudio_scheme;" in location
+    assert 'map "${PREFSTUDIO_PUBLIC_ORIGIN}" $prefstudio_scheme' in NGINX_TEMPLATE.read_text()
+    assert services["proxy"]["environment"]["PREFSTUDIO_PUBLIC_ORIGIN"].startswith("${PREFSTUDIO_PUBLIC_ORIGIN:?")
+
+
+def test_settings_trust_proxy_headers_only_when_told():
+    settings_text = (ROOT / "config" / "settings.py").read_text()
+    block = settings_text.split("if TRUST_PROXY_HEADERS:", 1)[1].split("\n\n", 1)[0]
+    assert "SECURE_PROXY_SSL_HEADER" in block and "USE_X_FORWARDED_HOST" in block
+    assert settings_text.count("SECURE_PROXY_SSL_HEADER =") == 1
+
+
+def test_nginx_has_an_internal_location_on_the_media_volume_for_the_prefix_web_redirects_to(compose, services):
+    prefix = services["web"]["environment"]["DJANGO_MEDIA_INTERNAL_REDIRECT_PREFIX"]
+    location = nginx_location(prefix)
+    alias = re.search(r"alias (\S+);", location).group(1)
+    proxy_mounts = {m.split(":")[1].rstrip("/"): m.split(":")[0] for m in services["proxy"]["volumes"]}
+    web_mounts = {m.split(":")[1]: m.split(":")[0] for m in services["web"]["volumes"]}
+    media_root = re.search(r"DJANGO_MEDIA_ROOT=(\S+)", (ROOT / "Dockerfile").read_text()).group(1)
+
+    assert prefix == "/protected-media/" and "internal;" in location
+    assert proxy_mounts[alias.rstrip("/")] == web_mounts[media_root] == "media" and "media" in compose["volumes"]
+    assert services["proxy"]["volumes"][[m.split(":")[0] for m in services["proxy"]["volumes"]].index("media")].endswith(":ro")
+
+
+def test_nginx_sends_signed_s3_urls_of_the_bucket_to_minio_for_reads_only(services):
+    location = nginx_location("/${PREFSTUDIO_BUCKET}/")
+    assert services["proxy"]["environment"]["PREFSTUDIO_BUCKET"] == "${AWS_STORAGE_BUCKET_NAME:-prefstudio}"
+    assert "proxy_pass http://minio:9000;" in location
+    assert "proxy_set_header Host $http_host;" in location  # the host the URL was signed for
+    assert "limit_except GET HEAD { deny all; }" in location
+    for name in APP_SERVICES:
+        assert services[name]["environment"]["AWS_S3_PUBLIC_ENDPOINT_URL"] == \
+            services["proxy"]["environment"]["PREFSTUDIO_PUBLIC_ORIGIN"]

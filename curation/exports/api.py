@@ -3,23 +3,30 @@ from __future__ import annotations
 
 from django.http import FileResponse, HttpResponseRedirect, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation.api import ListApi
-from annotation.api_support import ERRORS
 from annotation.selectors import project_get_for_user
-from core.api import JOB_FIELDS, JobSerializer
+from core.api import JOB_FIELDS, JobSerializer, ListApi
+from core.api_support import ERRORS
 from curation.exports import selectors, services
-from curation.exports.options import CONTAINERS, FORMATS
+from curation.exports.options import CONTAINERS, FORMATS, ExportOptionsSerializer
 from curation.models import DatasetExport, FilterRun
+
+
+@extend_schema_field(ExportOptionsSerializer)
+class StoredOptionsField(serializers.JSONField):
+    """An export's options as stored (complete with defaults), typed in the schema."""
 
 
 class DatasetExportSerializer(JobSerializer):
     project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    format = serializers.ChoiceField(choices=FORMATS, read_only=True)
+    container = serializers.ChoiceField(choices=CONTAINERS, read_only=True)
+    options = StoredOptionsField(read_only=True, help_text="Format options, complete with defaults.")
     files = serializers.SerializerMethodField(help_text="Each file of a finished export, with its download link.")
 
     class Meta:
@@ -33,14 +40,19 @@ class DatasetExportSerializer(JobSerializer):
 
 
 class DatasetExportInputSerializer(serializers.Serializer):
-    format = serializers.CharField(help_text=f"One of: {', '.join(FORMATS)}.")
-    container = serializers.CharField(default="parquet", help_text=f"One of: {', '.join(CONTAINERS)}.")
+    format = serializers.ChoiceField(choices=FORMATS, help_text="The dataset's layout (see the README's formats).",
+                                     error_messages={"invalid_choice": f"unknown format {{input!r}}; known: "
+                                                                       f"{', '.join(FORMATS)}"})
+    container = serializers.ChoiceField(choices=CONTAINERS, default="parquet", help_text="The files' kind.",
+                                        error_messages={"invalid_choice": f"unknown container {{input!r}}; known: "
+                                                                          f"{', '.join(CONTAINERS)}"})
     destination = serializers.CharField(required=False, allow_blank=True, default="",
                                         help_text="A new folder in the project's folder under EXPORT_ROOT "
                                                   "(relative paths start there), or an empty s3://bucket/prefix; "
                                                   "blank for a new folder there.")
     filter_run = serializers.IntegerField(required=False, allow_null=True, default=None)
-    options = serializers.JSONField(required=False, default=dict, help_text="Format options; see the README.")
+    options = ExportOptionsSerializer(required=False, default=dict,
+                                      help_text="Format options; an option left out takes its default.")
 
 
 class DatasetExportListCreateApi(ListApi):
@@ -82,7 +94,8 @@ class DatasetExportCancelApi(APIView):
     @extend_schema(operation_id="exports_cancel", request=None, responses={200: DatasetExportSerializer, **ERRORS})
     def post(self, request, export_id):
         export = selectors.dataset_export_get_for_user(user=request.user, export_id=export_id)
-        return Response(DatasetExportSerializer(services.dataset_export_cancel(export=export)).data)
+        cancelled = services.dataset_export_cancel(export=export, actor=request.user)
+        return Response(DatasetExportSerializer(cancelled).data)
 
 
 class DatasetExportFileApi(APIView):
@@ -97,7 +110,9 @@ class DatasetExportFileApi(APIView):
             raise NotFound(f"Export {export_id} has no file {path!r}.")
         if isinstance(found, str):
             return HttpResponseRedirect(found)
-        return FileResponse(found, as_attachment=True, filename=path.rsplit("/", 1)[-1])
+        # Bytes to save, whatever the file holds: the type the schema documents, not one guessed from the name.
+        return FileResponse(found, as_attachment=True, filename=path.rsplit("/", 1)[-1],
+                            content_type="application/octet-stream")
 
 
 class DatasetExportArchiveApi(APIView):

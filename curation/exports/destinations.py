@@ -18,7 +18,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from annotation.image_sources import s3_client
+from core.s3 import s3_client
 from curation.exports.errors import ExportError
 from curation.exports.options import Destination
 

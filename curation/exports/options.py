@@ -1,11 +1,22 @@
 """What an export may be asked for: formats, containers, destinations and each format's options,
-with their defaults and checks. A bad value raises a ValidationError that names the field."""
+with their defaults and checks (ExportOptionsSerializer, which also types them in the API's
+schema). A bad value raises a ValidationError that names the field."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from urllib.parse import urlparse
 
 from django.core.exceptions import ValidationError
+
+from curation.json_fields import (
+    ChoiceOfField,
+    JsonObjectSerializer,
+    ShareOrNamesField,
+    TextField,
+    TextListField,
+    WholeNumberField,
+    checked_json,
+)
 
 FORMATS = ("pickapic", "visionprefer", "pamela", "trl")
 CONTAINERS = ("parquet", "jsonl", "webdataset")
@@ -28,47 +39,10 @@ class ExportOptions:
 
     @classmethod
     def from_json(cls, data: dict | None, *, export_format: str) -> "ExportOptions":
-        data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValidationError({"options": f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"})
-        options = cls(**data)
-        options.check(export_format=export_format)
-        return options
-
-    def check(self, *, export_format: str) -> None:
-        def bad(name, why):
-            raise ValidationError({"options": f"{name}: {why} (got {getattr(self, name)!r})"})
-
-        if self.images not in ("embed", "reference"):
-            bad("images", "must be embed or reference")
-        if self.rows not in ("consensus", "judgments"):
-            bad("rows", "must be consensus or judgments")
-        if self.image_max_side is not None and (not _whole(self.image_max_side) or not 16 <= self.image_max_side <= 8192):
-            bad("image_max_side", "must be a whole number from 16 to 8192, or null")
-        for name in ("rows_per_shard", "row_group_rows"):
-            value = getattr(self, name)
-            if value is not None and (not _whole(value) or value < 1):
-                bad(name, "must be a whole number of at least 1, or null")
-        for name in ("unseen_people", "unseen_images"):
-            value = getattr(self, name)
-            if isinstance(value, list):
-                if not all(isinstance(v, str) for v in value):
-                    bad(name, "a list must hold strings")
-            elif not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
-                bad(name, "must be a share from 0 (inclusive) to 1 (exclusive), or a list")
-        if not _whole(self.seed):
-            bad("seed", "must be a whole number")
-        if not isinstance(self.aspect, str) or not self.aspect:
-            bad("aspect", "must be an aspect key")
-        if self.aspects is not None and (not isinstance(self.aspects, list) or not self.aspects
-                                         or not all(isinstance(a, str) for a in self.aspects)):
-            bad("aspects", "must be a non-empty list of aspect keys, or null")
-        if not isinstance(self.source, str) or not self.source:
-            bad("source", "must be human or a machine annotator's name")
-        if not isinstance(self.license, str) or not self.license:
-            bad("license", "must be a licence identifier such as cc-by-4.0 or other")
+        """The options `data` asks for, defaults filled in. Raises ValidationError({"options": ...})
+        naming each refused option (ExportOptionsSerializer's checks) or unknown key. What a
+        format needs of the project is checked by the export services."""
+        return cls(**checked_json(ExportOptionsSerializer, data, key="options"))
 
     @property
     def embed(self) -> bool:
@@ -86,8 +60,52 @@ class ExportOptions:
         return asdict(self)
 
 
-def _whole(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _default(name: str):
+    return getattr(ExportOptions, name)
+
+
+_WHOLE_OR_NULL = "must be a whole number of at least 1, or null"
+
+
+class ExportOptionsSerializer(JsonObjectSerializer):
+    """Each format's options; every key is optional, and a format reads only the ones it names."""
+
+    noun = "option"
+
+    aspect = TextField(default=_default("aspect"), why="must be an aspect key",
+                       help_text="pickapic, trl: the aspect whose judgments or filter run verdicts are exported.")
+    images = ChoiceOfField(choices=["embed", "reference"], default=_default("images"),
+                           why="must be embed or reference",
+                           help_text="embed: image bytes in the dataset; reference: uids and storage URLs only.")
+    image_max_side = WholeNumberField(
+        min_value=16, max_value=8192, allow_null=True, default=_default("image_max_side"),
+        why="must be a whole number from 16 to 8192, or null",
+        help_text="Re-encode embedded images as JPEG with this long side; null keeps the original bytes.")
+    rows = ChoiceOfField(choices=["consensus", "judgments"], default=_default("rows"),
+                         why="must be consensus or judgments",
+                         help_text="pickapic: one row per pair a filter run kept (consensus), or per live human "
+                                   "judgment (judgments).")
+    source = TextField(default=_default("source"), why="must be human or a machine annotator's name",
+                       help_text="visionprefer: human (mean live human score) or a machine annotator's name.")
+    aspects = TextListField(allow_empty=False, allow_null=True, default=_default("aspects"),
+                            why="must be a non-empty list of aspect keys, or null",
+                            help_text="visionprefer: the aspects exported; null: all of the project's.")
+    unseen_people = ShareOrNamesField(default=_default("unseen_people"),
+                                      help_text="pamela: share of people held out as unseen, from 0 (inclusive) to 1 "
+                                                "(exclusive), or a list of their pseudonyms.")
+    unseen_images = ShareOrNamesField(default=_default("unseen_images"),
+                                      help_text="pamela: share of images held out, from 0 (inclusive) to 1 "
+                                                "(exclusive), or a list of their uids (sha256).")
+    seed = WholeNumberField(default=_default("seed"), why="must be a whole number",
+                            help_text="pamela: which people and images a share holds out.")
+    rows_per_shard = WholeNumberField(
+        min_value=1, allow_null=True, default=_default("rows_per_shard"), why=_WHOLE_OR_NULL,
+        help_text="Rows per shard; null: 2,000 with embedded images, 1,000,000 with references.")
+    row_group_rows = WholeNumberField(
+        min_value=1, allow_null=True, default=_default("row_group_rows"), why=_WHOLE_OR_NULL,
+        help_text="Rows per Parquet row group; null: 200 with embedded images, 100,000 with references.")
+    license = TextField(default=_default("license"), why="must be a licence identifier such as cc-by-4.0 or other",
+                        help_text="The dataset card's licence field, such as cc-by-4.0; other by default.")
 
 
 @dataclass(frozen=True)

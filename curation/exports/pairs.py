@@ -6,7 +6,8 @@ from __future__ import annotations
 import pyarrow as pa
 
 from curation.exports.options import ExportOptions
-from curation.exports.sources import epoch_us, live_human, pseudonym, pseudonyms_ensure, scalar, stream, timestamp
+from curation.exports.sources import epoch_us, pseudonym, pseudonyms_ensure, scalar, stream, timestamp
+from curation.selectors import live_human_sql, live_judgment_sql
 from curation.exports.tables import TIMESTAMP, ImageColumn, Table, column_batches
 from curation.models import FilterRun
 
@@ -23,7 +24,8 @@ PICKAPIC_FIELDS = [
     ("best_image_uid", pa.string()), ("image_0_uid", pa.string()), ("image_1_uid", pa.string()),
     ("model_0", pa.string()), ("model_1", pa.string()), ("user_id", pa.string()), ("ranking_id", pa.int64()),
     ("created_at", TIMESTAMP), ("image_0_url", pa.string()), ("image_1_url", pa.string()), ("aspect", pa.string()),
-    ("num_judgments", pa.int64()), ("confidence", pa.float64()),
+    ("num_judgments", pa.int64()), ("confidence", pa.float64()), ("machine_label_0", pa.float64()),
+    ("num_machine_judgments", pa.int64()),
 ]
 PICKAPIC_IMAGES = (ImageColumn("jpg_0", key="_key_0", uid="image_0_uid", url="image_0_url"),
                    ImageColumn("jpg_1", key="_key_1", uid="image_1_uid", url="image_1_url"))
@@ -39,13 +41,17 @@ PICKAPIC_COLUMNS = {
     "image_0_url": "where image 0 lies in storage", "image_1_url": "where image 1 lies in storage",
     "aspect": "the aspect judged", "num_judgments": "human judgments behind the row",
     "confidence": "the filter run's confidence in the consensus (consensus rows)",
+    "machine_label_0": "the machine judges' label_0 on the pair: the mean over their verdicts on the aspect (1 image 0, "
+                       "0 image 1, 0.5 tie), every sample and order counted; null without machine verdicts or on "
+                       "judgment rows",
+    "num_machine_judgments": "machine verdicts behind machine_label_0",
 }
 
 
 # The columns `convert` gives a Pick-a-Pic row (both row kinds), image keys last.
 _PICKAPIC_BATCH = ["caption", "label_0", "label_1", "has_label", "are_different", "best_image_uid", "image_0_uid",
                    "image_1_uid", "model_0", "model_1", "user_id", "ranking_id", "created_at", "aspect",
-                   "num_judgments", "confidence", "_key_0", "_key_1"]
+                   "num_judgments", "confidence", "machine_label_0", "num_machine_judgments", "_key_0", "_key_1"]
 
 
 def pickapic_tables(*, project, run: FilterRun | None, options: ExportOptions) -> list[Table]:
@@ -63,23 +69,30 @@ def _labels(choice: str, uid_0: str, uid_1: str):
 def _pickapic_consensus(run: FilterRun, options: ExportOptions) -> Table:
     aspect = run.rules.get("aspect", "overall")
     where = "v.run_id = %s AND v.keep AND v.consensus IN ('a', 'b', 'tie')"
-    # The judgment counts and times come from one aggregate joined in, not a subquery per row.
-    sql = (f"SELECT v.id, c.id, v.consensus, v.confidence, {_PAIR_COLUMNS}, {epoch_us('agg.last_at')}, COALESCE(agg.n, 0) "
+    # The judgment counts and times come from aggregates joined in, not a subquery per row.
+    sql = (f"SELECT v.id, c.id, v.consensus, v.confidence, {_PAIR_COLUMNS}, {epoch_us('agg.last_at')}, COALESCE(agg.n, 0), "
+           f"machine.label, COALESCE(machine.n, 0) "
            f"FROM curation_unitverdict v {_PAIR_JOINS.format(src='v')} "
            f"LEFT JOIN (SELECT j.comparison_id, MAX(j.created_at) AS last_at, COUNT(*) AS n "
-           f"FROM annotation_preferencejudgment j WHERE j.project_id = %s AND j.aspect = %s AND {live_human('j')} "
-           f"GROUP BY j.comparison_id) agg ON agg.comparison_id = c.id WHERE {where} ORDER BY v.id")
+           f"FROM annotation_preferencejudgment j WHERE j.project_id = %s AND j.aspect = %s AND {live_human_sql('j')} "
+           f"GROUP BY j.comparison_id) agg ON agg.comparison_id = c.id "
+           f"LEFT JOIN (SELECT m.comparison_id, AVG(CASE m.choice WHEN 'a' THEN 1.0 WHEN 'b' THEN 0.0 ELSE 0.5 END) "
+           f"AS label, COUNT(*) AS n FROM annotation_preferencejudgment m WHERE m.project_id = %s AND m.aspect = %s "
+           f"AND m.source = 'machine' AND {live_judgment_sql('m')} GROUP BY m.comparison_id) machine "
+           f"ON machine.comparison_id = c.id WHERE {where} ORDER BY v.id")
     count = scalar(f"SELECT COUNT(*) FROM curation_unitverdict v WHERE {where}", [run.pk])
 
     def convert(row):
         (_, comparison_id, consensus, confidence, caption, uid_0, uid_1, key_0, key_1, model_0, model_1,
-         created_at, n) = row
+         created_at, n, machine_label, machine_n) = row
         label_0, label_1, best = _labels(consensus, uid_0, uid_1)
         return (caption, label_0, label_1, True, uid_0 != uid_1, best, uid_0, uid_1, model_0, model_1, None,
-                comparison_id, timestamp(created_at), aspect, n, confidence, key_0, key_1)
+                comparison_id, timestamp(created_at), aspect, n, confidence,
+                None if machine_label is None else float(machine_label), machine_n, key_0, key_1)
 
     return Table(config="default", split="train", fields=PICKAPIC_FIELDS, images=PICKAPIC_IMAGES, count=count,
-                 batches=lambda: column_batches(stream(sql, [run.project_id, aspect, run.pk]), _PICKAPIC_BATCH,
+                 batches=lambda: column_batches(stream(sql, [run.project_id, aspect, run.project_id, aspect, run.pk]),
+                                                _PICKAPIC_BATCH,
                                                 convert),
                  description=PICKAPIC_COLUMNS)
 
@@ -90,7 +103,7 @@ def _pickapic_judgments(project, run: FilterRun | None, options: ExportOptions) 
     aspect = run.rules.get("aspect", "overall") if run is not None else options.aspect
     pseudonyms_ensure(table="annotation_preferencejudgment", project_id=project.pk)
     ceiling = scalar("SELECT MAX(id) FROM annotation_preferencejudgment WHERE project_id = %s", [project.pk]) or 0
-    where = f"j.project_id = %s AND j.aspect = %s AND {live_human('j')} AND j.id <= %s"
+    where = f"j.project_id = %s AND j.aspect = %s AND {live_human_sql('j')} AND j.id <= %s"
     params = [project.pk, aspect, ceiling]
     join_run = ""
     if run is not None:
@@ -109,7 +122,7 @@ def _pickapic_judgments(project, run: FilterRun | None, options: ExportOptions) 
         judgment_id, choice, created_at, person, caption, uid_0, uid_1, key_0, key_1, model_0, model_1 = row
         label_0, label_1, best = _labels(choice, uid_0, uid_1)
         return (caption, label_0, label_1, True, uid_0 != uid_1, best, uid_0, uid_1, model_0, model_1,
-                pseudonym(person), judgment_id, timestamp(created_at), aspect, 1, None, key_0, key_1)
+                pseudonym(person), judgment_id, timestamp(created_at), aspect, 1, None, None, 0, key_0, key_1)
 
     return Table(config="default", split="train", fields=PICKAPIC_FIELDS, images=PICKAPIC_IMAGES, count=count,
                  batches=lambda: column_batches(stream(sql, params), _PICKAPIC_BATCH, convert),

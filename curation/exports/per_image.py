@@ -13,7 +13,8 @@ from django.db import connection
 
 from annotation.models import MachineAnnotator
 from curation.exports.options import ExportOptions
-from curation.exports.sources import epoch_us, live_human, pages, pseudonym, pseudonyms_ensure, scalar, stream, timestamp
+from curation.exports.sources import epoch_us, pages, pseudonym, pseudonyms_ensure, scalar, stream, timestamp
+from curation.selectors import live_human_sql
 from curation.exports.tables import TIMESTAMP, ImageColumn, Table, column_batches
 from curation.models import FilterRun
 
@@ -33,7 +34,7 @@ class _Scores:
         marks = ", ".join(["%s"] * len(aspects))
         if self.machine is None:
             self.select = (f"SELECT s.image_id, s.aspect, AVG(s.value), NULL FROM annotation_aspectscore s "
-                           f"JOIN annotation_image i ON i.id = s.image_id WHERE i.project_id = %s AND {live_human('s')} "
+                           f"JOIN annotation_image i ON i.id = s.image_id WHERE i.project_id = %s AND {live_human_sql('s')} "
                            f"AND s.aspect IN ({marks}) {{range}} GROUP BY s.image_id, s.aspect")
             self.params = [project.pk, *aspects]
         else:
@@ -243,7 +244,7 @@ class PamelaSplitter:
 def pamela_tables(*, project, run: FilterRun | None, options: ExportOptions) -> list[Table]:
     pseudonyms_ensure(table="annotation_personalrating", project_id=project.pk)
     ceiling = scalar("SELECT MAX(id) FROM annotation_personalrating WHERE project_id = %s", [project.pk]) or 0
-    where = f"r.project_id = %s AND {live_human('r')} AND r.id <= %s"
+    where = f"r.project_id = %s AND {live_human_sql('r')} AND r.id <= %s"
     params = [project.pk, ceiling]
     people_sql = ("SELECT DISTINCT prof.pseudonym FROM annotation_personalrating r JOIN annotation_annotatorprofile "
                   f"prof ON prof.user_id = r.annotator_id WHERE {where}")

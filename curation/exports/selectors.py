@@ -5,10 +5,10 @@ import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from rest_framework.exceptions import NotFound
+from django.http import Http404
 
-from annotation.image_sources import s3_client
 from annotation.selectors import MANAGER_ROLES, project_role
+from core.s3 import s3_client, s3_url_signing_client
 from curation.exports.options import destination_parse
 from curation.models import DatasetExport
 
@@ -16,10 +16,10 @@ _CHUNK = 1024 * 1024
 
 
 def dataset_export_get_for_user(*, user, export_id: int) -> DatasetExport:
-    """The export, if `user` manages its project; NotFound otherwise (nothing is revealed)."""
+    """The export, if `user` manages its project; Http404 otherwise (nothing is revealed)."""
     export = DatasetExport.objects.select_related("project", "filter_run").filter(pk=export_id).first()
     if export is None or project_role(user=user, project=export.project) not in MANAGER_ROLES:
-        raise NotFound(f"No export {export_id} that you can see.")
+        raise Http404(f"No export {export_id} that you can see.")
     return export
 
 
@@ -39,7 +39,7 @@ def dataset_export_file_open(*, export: DatasetExport, path: str):
         return None
     destination = destination_parse(export.destination)
     if destination.is_s3:
-        return s3_client().generate_presigned_url(
+        return s3_url_signing_client().generate_presigned_url(
             "get_object", Params={"Bucket": destination.bucket, "Key": destination.key(path)}, ExpiresIn=3600)
     try:
         return open(Path(destination.path) / path, "rb")

@@ -18,7 +18,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from annotation.models import AspectScore, Comparison, Image, PersonalRating, PreferenceJudgment, Prompt
+from core.audit import audit_record
 from core.jobs import JobCancelled, JobLease, JobLost, job_cancel, job_claim
+from core.models import AuditAction
 from core.statistics import statistics_refresh_if_stale
 from curation.exports.card import card_bytes, manifest_build, manifest_bytes
 from curation.exports.containers import WRITERS
@@ -65,6 +67,7 @@ def dataset_export_create(*, project, format: str, container: str = "parquet", d
     with transaction.atomic():
         export = DatasetExport.objects.create(project=project, format=format, container=container, destination="",
                                               filter_run=filter_run, options=checked.as_json(), created_by=created_by)
+        audit_record(actor=created_by, action=AuditAction.JOB_STARTED, project=project, target=f"export {export.pk}")
         candidates = [wanted] if wanted is not None else _default_destinations(export)
         for index, candidate in enumerate(candidates):
             if _claim(export, candidate, last=index == len(candidates) - 1):
@@ -172,10 +175,10 @@ def _destination_for(project, raw: str, *, anywhere: bool) -> str:
     return str(path)
 
 
-def dataset_export_cancel(*, export: DatasetExport) -> DatasetExport:
+def dataset_export_cancel(*, export: DatasetExport, actor=None) -> DatasetExport:
     """A queued export, or one whose worker died, is cancelled at once (what a dead worker wrote is
     removed by the cleanup task); a running one stops at its next batch and removes what it wrote."""
-    return job_cancel(job=export)
+    return job_cancel(job=export, actor=actor)
 
 
 def dataset_export_cleanup(*, export_id: int) -> None:

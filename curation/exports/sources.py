@@ -17,15 +17,10 @@ from datetime import datetime, timezone
 from django.db import connection
 
 from annotation.services import annotator_profiles_ensure
+from curation.selectors import live_human_sql
 
 PAGE_ROWS = 20_000
 
-# Live human judgments: not undone, not set aside by a suspension.
-LIVE_HUMAN = "{t}.source = 'human' AND {t}.retracted_at IS NULL AND {t}.excluded_reason = ''"
-
-
-def live_human(alias: str) -> str:
-    return LIVE_HUMAN.format(t=alias)
 
 
 def pages(sql: str, params: list, *, page_rows: int = PAGE_ROWS) -> Iterator[list[tuple]]:
@@ -111,7 +106,7 @@ def pseudonyms_ensure(*, table: str, project_id: int) -> None:
     """Every person with a live judgment in `table` gets a profile (hence a pseudonym)."""
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT DISTINCT j.annotator_id FROM {table} j LEFT JOIN annotation_annotatorprofile p "
-                       f"ON p.user_id = j.annotator_id WHERE j.project_id = %s AND {live_human('j')} "
+                       f"ON p.user_id = j.annotator_id WHERE j.project_id = %s AND {live_human_sql('j')} "
                        f"AND p.id IS NULL", [project_id])
         missing = [row[0] for row in cursor.fetchall()]
     if missing:

@@ -108,6 +108,12 @@ class Backend(ABC):
     # Top-level modules the backend imports beyond the base install, and the extra providing them.
     requires: ClassVar[tuple[str, ...]] = ()
     extra: ClassVar[str] = ""
+    # The parameters it takes. What `model_ref` names: weights it loads, and which of a Hub repo's
+    # files ("open_clip", "transformers"; see mlworkers.hub), or "" for a model served elsewhere.
+    # Parameters naming weights files too, with the Hub files each loads.
+    parameter_names: ClassVar[tuple[str, ...]] = ()
+    weights: ClassVar[str] = ""
+    reference_parameters: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     @classmethod
     def missing_modules(cls) -> list[str]:
@@ -130,6 +136,16 @@ class Backend(ABC):
             raise BackendUnavailable(
                 f"this worker lacks the `{cls.extra}` extra ({', '.join(missing)}) needed by backend {cls.name}: "
                 f"install prefstudio[{cls.extra}] on the worker that serves the gpu queue")
+
+    @classmethod
+    def check_parameters(cls, parameters: dict) -> None:
+        """BackendError naming what no job of this backend could run with: a parameter it does not
+        take, or a value it refuses. Loads nothing (an annotator is checked when it is saved)."""
+        unknown = sorted(set(parameters) - set(cls.parameter_names))
+        if unknown:
+            takes = ", ".join(cls.parameter_names) or "none"
+            raise BackendError(f"{cls.name} does not take the parameter{'s' if len(unknown) > 1 else ''} "
+                               f"{', '.join(unknown)}; it takes: {takes}")
 
     def parameters_with_defaults(self, defaults: dict) -> dict:
         """`self.parameters` over `defaults`; a name not in `defaults` (a typo) is a BackendError."""

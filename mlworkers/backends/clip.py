@@ -15,7 +15,9 @@ that cannot be read or decoded fails alone, with the reason.
 Parameters: `aspect`; `batch_size` (default 32); `num_workers` (DataLoader worker processes,
 default `min(4, cpu count)`, 0 reads in the calling process); `model_name` (open_clip built-in
 architecture, `model_ref` then being its checkpoint); `head_path` (laion_aesthetic: the head's
-weights, local or s3://); `processor_path` (pickscore: a processor saved elsewhere).
+weights, local, s3:// or hf://); `processor_path` (pickscore: a processor saved elsewhere).
+`model_ref` may name a Hub repo (see `mlworkers.hub`): `hf://org/repo[@revision][/path]`, or
+`hf-hub:org/repo` for the open_clip ones and a plain `org/repo` for pickscore.
 `prompt_template`, when it contains `{prompt}`, wraps the prompt before encoding.
 
 Models are loaded when the backend is built (once per worker process) and kept. Scoring runs
@@ -46,6 +48,13 @@ class ClipFamilyBackend(Backend):
     extra: ClassVar[str] = "ml"
     default_aspect: ClassVar[str] = "overall"
     needs_prompt: ClassVar[bool] = True
+    parameter_names: ClassVar[tuple[str, ...]] = ("aspect", "batch_size", "num_workers")
+
+    @classmethod
+    def check_parameters(cls, parameters: dict) -> None:
+        super().check_parameters(parameters)
+        _int_parameter(parameters, "batch_size", 32, minimum=1)
+        _int_parameter(parameters, "num_workers", 0, minimum=0)
 
     def __post_init__(self):
         params = self.parameters or {}
@@ -163,6 +172,9 @@ def _normalised(features):
 
 
 class OpenClipBackend(ClipFamilyBackend):
+    parameter_names = (*ClipFamilyBackend.parameter_names, "model_name")
+    weights = "open_clip"
+
     def load(self) -> None:
         from mlworkers.backends.clip_models import load_open_clip
 
@@ -211,6 +223,14 @@ class LaionAestheticBackend(OpenClipBackend):
     name = "laion_aesthetic"
     default_aspect = "aesthetic"
     needs_prompt = False
+    parameter_names = (*OpenClipBackend.parameter_names, "head_path")
+    reference_parameters = (("head_path", "file"),)
+
+    @classmethod
+    def check_parameters(cls, parameters: dict) -> None:
+        super().check_parameters(parameters)
+        if not parameters.get("head_path"):
+            raise BackendError(f"{cls.name} needs the parameter head_path: the aesthetic head's weights file")
 
     def load(self) -> None:
         from mlworkers.backends.clip_models import load_aesthetic_head
@@ -232,6 +252,9 @@ class PickScoreBackend(ClipFamilyBackend):
     name = "pickscore"
     default_aspect = "overall"
     requires = ("torch", "transformers")  # transformers' image processor runs without torchvision
+    parameter_names = (*ClipFamilyBackend.parameter_names, "processor_path")
+    weights = "transformers"
+    reference_parameters = (("processor_path", "processor"),)
 
     def load(self) -> None:
         from mlworkers.backends.clip_models import HFImagePreprocess, load_hf_clip

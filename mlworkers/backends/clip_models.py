@@ -1,5 +1,6 @@
-"""Loading CLIP-family models from local folders or S3 keys (no hub): open_clip models from a
-config + checkpoint, the LAION aesthetic head, and transformers' CLIPModel for PickScore.
+"""Loading CLIP-family models from local folders, S3 keys or Hub references (`mlworkers.weights`
+fetches them): open_clip models from a config + checkpoint (open_clip's own Hub layout), the LAION
+aesthetic head, and transformers' CLIPModel for PickScore.
 
 Every failure to load says which file and why, as a BackendError. torch, open_clip and
 transformers are imported inside the functions.
@@ -40,7 +41,7 @@ def load_open_clip(model_ref: str, *, model_name: str = "", device: str = "cpu",
     """
     import open_clip
 
-    path = local_path(model_ref)
+    path = local_path(model_ref, hub_files="open_clip")
     preprocess_cfg = {}
     if model_name:
         if model_name not in open_clip.list_models():
@@ -143,9 +144,9 @@ def aesthetic_head(in_dim: int):
 
 
 def load_aesthetic_head(head_ref: str, *, tower_width: int, device: str):
-    """The head in `head_ref` (a .pth/.pt state dict or .safetensors, local or s3://), checked to
-    take `tower_width`-wide embeddings."""
-    path = local_path(head_ref)
+    """The head in `head_ref` (a .pth/.pt state dict or .safetensors, local, s3:// or hf://), checked
+    to take `tower_width`-wide embeddings."""
+    path = local_path(head_ref, hub_files="file")
     if path.is_dir():
         raise BackendError(f"aesthetic head {head_ref} is a folder: give the head's weights file")
     state = _read_state_dict(path)
@@ -207,8 +208,8 @@ def load_hf_clip(model_ref: str, *, processor_ref: str = "", device: str = "cpu"
     `processor_ref`: PickScore's own repository ships the model, its processor is CLIP-H's)."""
     from transformers import AutoProcessor, CLIPModel
 
-    path = local_path(model_ref)
-    processor_path = local_path(processor_ref) if processor_ref else path
+    path = local_path(model_ref, hub_files="transformers")
+    processor_path = local_path(processor_ref, hub_files="processor") if processor_ref else path
     for folder, what in ((path, "model"), (processor_path, "processor")):
         if not folder.is_dir():
             raise BackendError(f"the CLIP {what} {folder} must be a folder saved with save_pretrained")

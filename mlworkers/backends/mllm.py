@@ -1,6 +1,7 @@
 """MLLM judges run in the worker process with transformers (Qwen2.5-VL, LLaVA and the like).
 
-The checkpoint is a local folder (or an S3 key that `mlworkers.weights` fetches) holding an
+The checkpoint is a local folder (or an S3 key or Hub reference that `mlworkers.weights` fetches:
+`hf://org/repo[@revision]`, or a plain `org/repo` such as `Qwen/Qwen2.5-VL-7B-Instruct`) holding an
 `AutoModelForImageTextToText` model and its `AutoProcessor` with a chat template. One generation
 per image asks all aspects at once (VisionPrefer-style); one per pair shows both images in the
 given order. Generations are batched with left padding and decoded greedily by default; with
@@ -71,35 +72,48 @@ class TransformersMLLMBackend(Backend):
     can_judge_pairs = True
     requires = ("torch", "transformers")
     extra = "ml"
+    parameter_names = tuple(PARAMETER_DEFAULTS)
+    weights = "transformers"
 
     def __post_init__(self):
         """Check the parameters and load the model and processor once (BackendError if either fails)."""
         params = self.parameters_with_defaults(PARAMETER_DEFAULTS)
-        try:
-            self._max_new_tokens = int(params["max_new_tokens"])
-            self._batch_size = int(params["batch_size"])
-            self._image_max_side = int(params["image_max_side"])
-        except (TypeError, ValueError):
-            raise BackendError(f"{self.name}: max_new_tokens, batch_size and image_max_side must be whole numbers") \
-                from None
-        if min(self._max_new_tokens, self._batch_size, self._image_max_side) < 1:
-            raise BackendError(f"{self.name}: max_new_tokens, batch_size and image_max_side must be positive")
-        if params["image_source"] not in ("original", "preview"):
-            raise BackendError(f"{self.name}: image_source must be 'original' or 'preview'")
-        if params["dtype"] not in _DTYPES:
-            raise BackendError(f"{self.name}: dtype must be one of {', '.join(_DTYPES)}")
-        if not isinstance(params["do_sample"], bool):
-            raise BackendError(f"{self.name}: do_sample must be true or false")
-        try:
-            self._temperature = float(params["temperature"])
-        except (TypeError, ValueError):
-            raise BackendError(f"{self.name}: temperature must be a number") from None
-        if self._temperature <= 0:
-            raise BackendError(f"{self.name}: temperature must be above 0 (for greedy answers leave do_sample false)")
+        checked = self._settings(params)
+        self._max_new_tokens, self._batch_size = checked["max_new_tokens"], checked["batch_size"]
+        self._image_max_side, self._temperature = checked["image_max_side"], checked["temperature"]
         self._do_sample = params["do_sample"]
         self._image_source = params["image_source"]
         self.device = resolve_device(self.device)
         self._model, self._processor = self._load(params["dtype"])
+
+    @classmethod
+    def check_parameters(cls, parameters: dict) -> None:
+        super().check_parameters(parameters)
+        cls._settings({**PARAMETER_DEFAULTS, **parameters})
+
+    @classmethod
+    def _settings(cls, params: dict) -> dict:
+        """The numbers of `params` (defaults included), checked; BackendError naming a bad value."""
+        try:
+            numbers = {key: int(params[key]) for key in ("max_new_tokens", "batch_size", "image_max_side")}
+        except (TypeError, ValueError):
+            raise BackendError(f"{cls.name}: max_new_tokens, batch_size and image_max_side must be whole numbers") \
+                from None
+        if min(numbers.values()) < 1:
+            raise BackendError(f"{cls.name}: max_new_tokens, batch_size and image_max_side must be positive")
+        if params["image_source"] not in ("original", "preview"):
+            raise BackendError(f"{cls.name}: image_source must be 'original' or 'preview'")
+        if params["dtype"] not in _DTYPES:
+            raise BackendError(f"{cls.name}: dtype must be one of {', '.join(_DTYPES)}")
+        if not isinstance(params["do_sample"], bool):
+            raise BackendError(f"{cls.name}: do_sample must be true or false")
+        try:
+            numbers["temperature"] = float(params["temperature"])
+        except (TypeError, ValueError):
+            raise BackendError(f"{cls.name}: temperature must be a number") from None
+        if numbers["temperature"] <= 0:
+            raise BackendError(f"{cls.name}: temperature must be above 0 (for greedy answers leave do_sample false)")
+        return numbers
 
     def __repr__(self):
         return f"{type(self).__name__}(model_ref={self.model_ref!r}, device={self.device!r})"
@@ -195,7 +209,7 @@ class TransformersMLLMBackend(Backend):
 
         from mlworkers.weights import autocast_dtype, local_path
 
-        path = local_path(self.model_ref)  # BackendError when absent
+        path = local_path(self.model_ref, hub_files="transformers")  # BackendError when absent
         if not (path / "config.json").is_file():
             raise BackendError(f"{self.name}: {self.model_ref!r} is not a model folder (no config.json in {path})")
         device = torch.device(self.device)

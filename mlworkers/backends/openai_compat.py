@@ -99,32 +99,17 @@ class OpenAIChatBackend(Backend):
     name = "openai_chat"
     can_score = True
     can_judge_pairs = True
+    parameter_names = tuple(PARAMETER_DEFAULTS)
 
     def __post_init__(self):
         from django.conf import settings
 
         params = self.parameters_with_defaults(PARAMETER_DEFAULTS)
-        base_url = str(params["base_url"] or "").rstrip("/")
-        if urlsplit(base_url).scheme not in ("http", "https"):
-            raise BackendError(f"{self.name}: parameter base_url must be an http(s) URL "
-                               f"such as http://127.0.0.1:8000/v1")
-        if params["image_source"] not in ("original", "preview"):
-            raise BackendError(f"{self.name}: image_source must be 'original' or 'preview'")
-        try:
-            self._temperature = float(params["temperature"])
-            self._max_tokens = int(params["max_tokens"])
-            self._timeout_s = float(params["timeout_s"])
-            self._max_concurrency = int(params["max_concurrency"])
-            self._max_retries = int(params["max_retries"])
-            self._backoff_s = float(params["backoff_s"])
-        except (TypeError, ValueError):
-            raise BackendError(f"{self.name}: temperature, max_tokens, timeout_s, max_concurrency, "
-                               f"max_retries and backoff_s must be numbers") from None
-        if min(self._max_tokens, self._max_concurrency) < 1 or self._timeout_s <= 0 or \
-                self._max_retries < 0 or self._backoff_s < 0:
-            raise BackendError(f"{self.name}: max_tokens, max_concurrency and timeout_s must be positive, "
-                               f"max_retries and backoff_s not negative")
-        self._url = base_url + "/chat/completions"
+        checked = self._settings(params)
+        self._temperature, self._max_tokens = checked["temperature"], checked["max_tokens"]
+        self._timeout_s, self._max_concurrency = checked["timeout_s"], checked["max_concurrency"]
+        self._max_retries, self._backoff_s = checked["max_retries"], checked["backoff_s"]
+        self._url = checked["base_url"] + "/chat/completions"
         self._use_response_format = bool(params["use_response_format"])
         self._image_source = params["image_source"]
         self._api_key = settings.JUDGE_API_KEY or ""
@@ -137,6 +122,34 @@ class OpenAIChatBackend(Backend):
 
     def __repr__(self):
         return f"{type(self).__name__}(model_ref={self.model_ref!r}, url={self._redact(self._url)!r})"
+
+    @classmethod
+    def check_parameters(cls, parameters: dict) -> None:
+        super().check_parameters(parameters)
+        cls._settings({**PARAMETER_DEFAULTS, **parameters})
+
+    @classmethod
+    def _settings(cls, params: dict) -> dict:
+        """The base URL and numbers of `params` (defaults included), checked; BackendError naming a bad value."""
+        base_url = str(params["base_url"] or "").rstrip("/")
+        if urlsplit(base_url).scheme not in ("http", "https"):
+            raise BackendError(f"{cls.name}: parameter base_url must be an http(s) URL "
+                               f"such as http://127.0.0.1:8000/v1")
+        if params["image_source"] not in ("original", "preview"):
+            raise BackendError(f"{cls.name}: image_source must be 'original' or 'preview'")
+        try:
+            checked = {"base_url": base_url, "temperature": float(params["temperature"]),
+                       "max_tokens": int(params["max_tokens"]), "timeout_s": float(params["timeout_s"]),
+                       "max_concurrency": int(params["max_concurrency"]), "max_retries": int(params["max_retries"]),
+                       "backoff_s": float(params["backoff_s"])}
+        except (TypeError, ValueError):
+            raise BackendError(f"{cls.name}: temperature, max_tokens, timeout_s, max_concurrency, "
+                               f"max_retries and backoff_s must be numbers") from None
+        if min(checked["max_tokens"], checked["max_concurrency"]) < 1 or checked["timeout_s"] <= 0 or \
+                checked["max_retries"] < 0 or checked["backoff_s"] < 0:
+            raise BackendError(f"{cls.name}: max_tokens, max_concurrency and timeout_s must be positive, "
+                               f"max_retries and backoff_s not negative")
+        return checked
 
     @classmethod
     def sampling_refusal(cls, parameters: dict) -> str:

@@ -1,23 +1,31 @@
 """The `make demo` content and command: procedural images with ground truth, idempotent seeding,
 and (with a real web server and Celery worker) the --check start-up probe."""
 import json
+import os
 import random
 import shutil
 import stat
+import time
 from collections import Counter
 
 import pytest
 from django.contrib.auth import authenticate, get_user_model
 from django.contrib.auth.models import Group
 from django.core.management import call_command
+from django.test import RequestFactory
 from PIL import Image as PILImage
 
 from annotation import demo_art
 from annotation.importing import parse_line
-from annotation.models import Comparison, Image, Membership, Project, Prompt, TaskType
+from annotation.models import Comparison, Image, MachineAnnotator, Membership, Project, Prompt, TaskType
 from tests.conftest import free_port
 
 DEMO_USERNAMES = ["admin", "researcher", "annotator1", "annotator2"]
+
+
+def signs_in(username, password) -> bool:
+    """Whether the login page would accept these (django-axes wants the request of a sign-in)."""
+    return authenticate(RequestFactory().post("/accounts/login/"), username=username, password=password) is not None
 
 
 @pytest.fixture(scope="session")
@@ -28,9 +36,14 @@ def drawn_demo(tmp_path_factory):
 
 
 @pytest.fixture
-def demo_settings(settings, tmp_path, drawn_demo):
+def demo_settings(settings, tmp_path, drawn_demo, monkeypatch):
     """A fresh VAR_DIR and MEDIA_ROOT, with the session's drawing already in place so the
-    command only imports; small previews and fast password hashing keep it quick."""
+    command only imports; small previews and fast password hashing keep it quick. The model hub
+    is a closed loopback port (as on a machine without it) and the model cache empty."""
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{free_port()}")
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    settings.MODEL_CACHE_DIR = str(tmp_path / "model-cache")
     settings.VAR_DIR = tmp_path / "var"
     settings.MEDIA_ROOT = str(tmp_path / "media")
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -45,7 +58,7 @@ def read_credentials(settings) -> dict[str, str]:
 
 
 def row_counts() -> dict[str, int]:
-    models = [get_user_model(), Group, Project, Membership, Prompt, Image, Comparison]
+    models = [get_user_model(), Group, Project, Membership, Prompt, Image, Comparison, MachineAnnotator]
     return {m.__name__: m.objects.count() for m in models}
 
 
@@ -132,7 +145,7 @@ def test_demo_no_serve_creates_users_project_items_and_credentials(demo_settings
     path = demo_settings.VAR_DIR / "demo-credentials.json"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     for username, password in read_credentials(demo_settings).items():
-        assert authenticate(username=username, password=password) is not None
+        assert signs_in(username, password)
 
 
 @pytest.mark.django_db
@@ -144,7 +157,7 @@ def test_demo_second_run_creates_nothing_and_keeps_the_passwords(demo_settings):
 
     assert row_counts() == before
     assert read_credentials(demo_settings) == passwords
-    assert authenticate(username="annotator1", password=passwords["annotator1"]) is not None
+    assert signs_in("annotator1", passwords["annotator1"])
 
 
 @pytest.mark.django_db
@@ -158,8 +171,45 @@ def test_demo_resets_passwords_of_existing_users_when_the_credentials_file_is_go
     new = read_credentials(demo_settings)
     assert set(new) == set(DEMO_USERNAMES)
     assert new["admin"] != old["admin"]
-    assert authenticate(username="admin", password=new["admin"]) is not None
-    assert authenticate(username="admin", password=old["admin"]) is None
+    assert signs_in("admin", new["admin"])
+    assert not signs_in("admin", old["admin"])
+
+
+@pytest.mark.django_db
+def test_demo_seeds_the_catalogue_annotators_and_the_openai_chat_ones_point_at_local_servers(demo_settings, capsys):
+    from mlworkers import catalogue
+
+    call_command("demo", "--no-serve")
+
+    judges = {a.name: a for a in MachineAnnotator.objects.all()}
+    assert set(judges) == {entry.label for entry in catalogue.ENTRIES.values()}
+    for entry in catalogue.ENTRIES.values():
+        judge = judges[entry.label]
+        assert (judge.backend, judge.model_ref, judge.parameters) == (
+            entry.backend, entry.model_ref, entry.annotator_parameters())
+    assert judges["MLLM judge on Ollama"].parameters["base_url"] == "http://localhost:11434/v1"
+    assert judges["MLLM judge on llama.cpp's server"].parameters["base_url"] == "http://localhost:8080/v1"
+    out = capsys.readouterr().out
+    assert "the model hub was not reached" in out and "http://localhost:11434/v1" in out
+    assert os.environ.get("HF_HUB_OFFLINE") is None  # seeding left the environment as it found it
+
+
+@pytest.mark.django_db
+def test_a_job_on_a_seeded_catalogue_annotator_fails_at_once_saying_the_hub_is_unreachable(demo_settings):
+    from mlworkers import runner, services
+
+    call_command("demo", "--no-serve", verbosity=0)
+    judge = MachineAnnotator.objects.get(name="PickScore v1")
+    job = services.auto_job_launch(project=Project.objects.get(slug="demo"), annotator=judge, kind="score",
+                                   aspects=["overall"])
+    started = time.monotonic()
+
+    chunks = runner.auto_job_start(job_id=job.pk, send=False)
+
+    job.refresh_from_db()
+    assert chunks == [] and job.status == "failed"
+    assert job.message.startswith(f"model hub unreachable: {os.environ['HF_ENDPOINT']}: ")
+    assert time.monotonic() - started < 5
 
 
 @pytest.mark.worker

@@ -1,5 +1,9 @@
+import io
 import struct
+import threading
+import time
 import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.core.files.storage import default_storage
@@ -7,7 +11,7 @@ from django.core.management import CommandError, call_command
 from PIL import Image as PILImage
 
 from annotation.image_sources import SourcePolicy
-from annotation.importing import manifest_import
+from annotation.importing import iter_numbered_lines, manifest_import, manifest_line_count
 from annotation.models import Comparison, Image, Prompt
 from tests.conftest import image_bytes, write_manifest
 
@@ -114,6 +118,23 @@ def test_duplicate_image_for_the_same_prompt_is_counted_not_imported(project, im
         ({"prompt": "x", "image": "http://10.1.2.3/a.png"}, "image", "private address"),
         ({"prompt": "x", "image": "http://[::1]/a.png"}, "image", "loopback address"),
         ({"prompt": "x", "image": "s3://bucket-only"}, "image", "malformed S3 reference"),
+        # what PostgreSQL cannot store (NUL) or UTF-8 cannot encode (an unpaired surrogate, which
+        # JSON writes as the escape \ud800) is refused on its line, not in its chunk's transaction
+        ({"prompt": "a cat\u0000", "image": "a.png"}, "prompt", "prompt contains a NUL character"),
+        ('{"prompt": "a \\ud800 cat", "image": "a.png"}', "prompt", "prompt contains an unpaired surrogate \\ud800"),
+        ({"prompt": "x", "image": "a.png", "meta": {"note": "x\ud800"}}, "meta",
+         "meta.note contains an unpaired surrogate \\ud800"),
+        ({"prompt": "x", "image": "a.png", "meta": {"tags": [{"k": "\u0000"}]}}, "meta",
+         "meta.tags[0].k contains a NUL character"),
+        ({"prompt": "x", "image": "a.png", "meta": {"k\u0000": 1}}, "meta",
+         "meta has a key 'k\\u0000' that contains a NUL character"),
+        ({"prompt": "x", "image": "a\u0000.png"}, "image", "image contains a NUL character"),
+        ({"prompt": "x", "image": "a.png", "generator": "\udfff"}, "generator", "unpaired surrogate \\udfff"),
+        ({"prompt": "x", "image": "a.png", "prom\u0000pt": "x"}, "", "field name 'prom\\u0000pt' contains a NUL"),
+        ('{"prompt": "x", "image": "a.png", "meta": {"score": NaN}}', "", "NaN is not a JSON number"),
+        ('{"prompt": "x", "image": "a.png", "meta": {"score": 1e999}}', "", "1e999 is out of range"),
+        ('{"prompt": "x", "image": "a.png", "seed": ' + "9" * 5000 + "}", "", "not valid JSON"),
+        ('{"prompt": "x", "image": "a.png", "meta": ' + "[" * 100_000 + "}", "", "not valid JSON"),
     ],
 )
 def test_bad_line_is_rejected_with_its_reason_and_good_neighbours_are_imported(project, images_dir, bad_line, field, reason):
@@ -250,3 +271,82 @@ def test_command_refuses_an_unknown_project(project, images_dir):
 def test_command_refuses_a_missing_manifest(project, tmp_path):
     with pytest.raises(CommandError, match="Manifest not found"):
         call_command("import_items", "cats", str(tmp_path / "nope.jsonl"))
+
+
+# --- bytes that are not UTF-8 --------------------------------------------------------------
+
+def test_a_line_that_is_not_utf8_is_refused_naming_the_offset_of_its_first_bad_byte(project, images_dir):
+    first = b'{"prompt": "good", "image": "a.png"}\n'
+    latin1 = '{"prompt": "caf\u00e9 au lait", "image": "b.png"}\n'.encode("latin-1")  # 0xe9 at offset 15
+    lines = [first, b"\n", latin1, b'{"prompt": "good", "image": "c.png"}\n']
+
+    summary = manifest_import(project=project, lines=lines, policy=SourcePolicy.from_settings(images_root=images_dir))
+
+    [error] = summary.errors
+    assert (error.line, error.field) == (3, "")
+    assert error.message == ("not valid UTF-8: byte 0xe9 at offset 15 of the line, byte "
+                             f"{len(first) + 1 + 15} of the file (offsets count bytes from 0)")
+    assert summary.images_created == 2
+    assert list(Prompt.objects.values_list("text", flat=True)) == ["good"]  # nothing stored with U+FFFD
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 7, 1 << 20])
+def test_line_count_of_a_manifest_read_in_chunks_matches_the_lines_an_import_reads(chunk_size):
+    data = b'{"a": 1}\n\n  \t\r\n{"b": 2}\r\n\xff\xfe\n   x\n\n{"c": 3}'
+
+    counted = manifest_line_count(io.BytesIO(data), chunk_size=chunk_size)
+
+    assert counted == len(list(iter_numbered_lines(io.BytesIO(data)))) == 5
+
+
+# --- image URLs that drip -------------------------------------------------------------------
+
+@pytest.fixture
+def drip_server():
+    """A loopback server that sends its answer one byte every 50 ms: `/headers` drips its status
+    line and headers, `/body` its body (a PNG announced in full by Content-Length). It sends at
+    most 100 bytes (5 s), then closes, and stops sending once the client has gone."""
+    body = image_bytes(size=(8, 8))
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            head = f"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            dripped, at_once = (head + body, b"") if self.path == "/headers" else (body, head)
+            try:
+                self.wfile.write(at_once)
+                self.wfile.flush()
+                for byte in dripped[:100]:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.05)
+            except OSError:  # the client gave up
+                pass
+            self.close_connection = True
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    server.block_on_close = False
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("dripping", ["headers", "body"])
+def test_an_image_url_that_drips_fails_at_the_overall_deadline(project, images_dir, drip_server, settings, dripping):
+    settings.IMPORT_ALLOW_PRIVATE_URLS = True
+    settings.IMPORT_URL_TIMEOUT_S = 2  # never reached by one read: a byte comes every 50 ms
+    settings.IMPORT_URL_DEADLINE_S = 0.5
+    url = f"{drip_server}/{dripping}"
+    started = time.monotonic()
+
+    summary = run_import(project, [{"prompt": "p", "image": url}, {"prompt": "p", "image": "a.png"}], images_dir)
+
+    assert time.monotonic() - started < 4  # cut at the deadline, not when the server stops dripping (5 s)
+    [error] = summary.errors
+    assert (error.line, error.field) == (1, "image")
+    assert error.message == f"fetching {url} took longer than 0.5 s (IMPORT_URL_DEADLINE_S)"
+    assert summary.images_created == 1

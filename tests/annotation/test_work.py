@@ -152,6 +152,52 @@ def test_a_retried_submission_is_stored_once(work_project):
     assert PreferenceJudgment.objects.count() == 1 and Submission.objects.count() == 1
 
 
+def test_a_key_reused_with_a_different_answer_is_a_conflict_and_the_first_answer_stands(work_project):
+    client = annotator_client(work_project)
+    unit = lease(client, count=1)[0]
+    first = item(unit, choice="tie")
+
+    submit(client, first)
+    response = submit(client, {**first, "choice": "left"})
+
+    assert response.status_code == 409
+    body = response.json()
+    assert body["message"].startswith("Submission conflict: this idempotency_key was already used for a different answer")
+    assert body["extra"]["code"] == "conflict"
+    assert [(r["idempotency_key"], r["status"]) for r in body["extra"]["results"]] == [(first["idempotency_key"], "conflict")]
+    assert list(PreferenceJudgment.objects.values_list("choice", flat=True)) == ["tie"]
+    assert Submission.objects.count() == 1
+
+
+def test_a_key_reused_on_another_unit_is_a_conflict_inside_a_batch_and_its_neighbours_are_stored(work_project):
+    client = annotator_client(work_project)
+    units = lease(client, count=3)
+    first = item(units[0], choice="left")
+    submit(client, first)
+
+    reused = item(units[1], choice="right", idempotency_key=first["idempotency_key"])
+    response = submit(client, reused, item(units[2], choice="tie"))
+
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == ["conflict", "stored"]
+    assert "already used for a different answer" in results[0]["message"]
+    assert Assignment.objects.get(id=units[1]["assignment"]).status == "active"  # still to be answered
+    assert Submission.objects.count() == 2
+
+
+def test_a_retry_of_the_same_item_in_a_batch_is_a_duplicate_not_a_conflict(work_project):
+    client = annotator_client(work_project)
+    units = lease(client, count=2)
+    first = item(units[0], choice="left", aspects={"aesthetic": "right"})
+    submit(client, first)
+
+    reordered = {"aspects": {"aesthetic": "right"}, "choice": "left", **first}  # same item, keys in another order
+    results = submit(client, reordered, item(units[1], choice="tie")).json()["results"]
+
+    assert [r["status"] for r in results] == ["duplicate", "stored"]
+
+
 def test_batch_submit_stores_good_items_and_names_the_bad_one(work_project):
     client = annotator_client(work_project)
     units = lease(client, "aspect_score", count=2)

@@ -13,6 +13,7 @@ def test_researcher_runs_a_filter_and_reads_why_units_were_dropped(page, live_se
     sign_in(page, live_server, "rita", "/projects/cats/filter-runs/")
 
     page.get_by_test_id("filter-name").fill("strict")
+    page.get_by_test_id("rules-advanced-toggle").click()
     page.get_by_test_id("filter-rules").fill('{"min_judgments": 6, "exclude_position_biased": true, "min_rater_agreement": 0.55}')
     page.get_by_test_id("filter-submit").click()
     page.wait_for_url("**/filter-runs/*/")
@@ -29,6 +30,7 @@ def test_researcher_runs_a_filter_and_reads_why_units_were_dropped(page, live_se
 def test_bad_rules_are_refused_in_the_page(page, live_server, project, researcher):
     sign_in(page, live_server, "rita", "/projects/cats/filter-runs/")
 
+    page.get_by_test_id("rules-advanced-toggle").click()
     page.get_by_test_id("filter-rules").fill('{"min_confidence": 3}')
     page.get_by_test_id("filter-submit").click()
 

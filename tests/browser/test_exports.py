@@ -30,6 +30,7 @@ def test_researcher_exports_a_dataset_watches_it_and_downloads_a_file(page, live
 def test_a_bad_option_is_refused_in_the_page(page, live_server, project, researcher):
     sign_in(page, live_server, "rita", "/projects/cats/exports/")
 
+    page.get_by_test_id("options-advanced-toggle").click()
     page.get_by_test_id("export-options").fill('{"images": "inline"}')
     page.get_by_test_id("export-submit").click()
 

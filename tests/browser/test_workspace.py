@@ -10,7 +10,7 @@ from annotation.models import (
     ArtifactFlag, AspectScore, Assignment, PersonalRating, PreferenceJudgment, Submission, TaskType,
 )
 from annotation.services import membership_set, project_update
-from tests.browser.conftest import PASSWORD
+from tests.browser.conftest import PASSWORD, polling_without_eval
 from tests.conftest import image_bytes
 from tests.factories import UserFactory
 
@@ -219,7 +219,7 @@ def test_key_press_to_next_pair_painted_is_quick(page, live_server, campaign):
 
 def test_the_page_fits_a_phone(chromium, live_server, campaign):
     context = chromium.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
-    page = context.new_page()
+    page = polling_without_eval(context.new_page())
     open_workspace(page, live_server, "pairwise")
 
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
@@ -228,3 +228,28 @@ def test_the_page_fits_a_phone(chromium, live_server, campaign):
 
     assert overflow <= 0
     assert right["y"] >= left["y"] + left["height"] - 1  # stacked, not squeezed side by side
+
+
+def test_an_answer_sent_under_a_key_already_used_shows_the_conflict_to_the_annotator(page, live_server, campaign):
+    open_workspace(page, live_server, "pairwise")
+    page.keyboard.press("1")
+    drain(page)
+    stored = Submission.objects.get()
+
+    def reuse_the_stored_key(route):
+        """Sends the next answer under the stored answer's key (and names the page's key in the reply)."""
+        body = json.loads(route.request.post_data)
+        [item] = body["submissions"]
+        own_key, item["idempotency_key"] = item["idempotency_key"], stored.idempotency_key
+        response = route.fetch(post_data=json.dumps(body))
+        route.fulfill(response=response, body=response.text().replace(stored.idempotency_key, own_key))
+
+    page.route("**/work/submit/", reuse_the_stored_key)
+    page.keyboard.press("2")
+    page.wait_for_function("window.workspace.queueLength() === 0")  # answered 409: final, not retried
+
+    alert = page.get_by_test_id("error-message")
+    alert.get_by_text("conflicts with a different answer already stored under the same key").wait_for(state="visible")
+    assert "Not saved" in alert.inner_text()
+    assert Submission.objects.count() == 1
+    assert list(PreferenceJudgment.objects.values_list("submission_id", flat=True)) == [stored.id]

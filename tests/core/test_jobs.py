@@ -390,7 +390,7 @@ def test_a_filter_run_taken_over_while_it_computed_stores_no_verdicts(project, m
     simulated_crowd(project, units=20)
     run = filter_run_create(project=project, name="nightly", rules=None)
     computed = []
-    real_evaluate = curation.services._evaluate
+    real_evaluate = curation.services.filter_run_evaluate
 
     def evaluate_then_lose_the_run(run):
         summary, verdicts = real_evaluate(run)
@@ -398,7 +398,7 @@ def test_a_filter_run_taken_over_while_it_computed_stores_no_verdicts(project, m
         take_over(FilterRun, run.pk)
         return summary, verdicts
 
-    monkeypatch.setattr(curation.services, "_evaluate", evaluate_then_lose_the_run)
+    monkeypatch.setattr(curation.services, "filter_run_evaluate", evaluate_then_lose_the_run)
 
     filter_run_execute(run_id=run.pk)
 
@@ -432,7 +432,7 @@ def boom(*args, **kwargs):
 
 
 @pytest.mark.parametrize("kind, inside", [("import", "annotation.services.manifest_import"),
-                                          ("filter", "curation.services._evaluate"),
+                                          ("filter", "curation.services.filter_run_evaluate"),
                                           ("export", "curation.exports.services._write")])
 def test_an_unexpected_error_in_a_job_fails_it_with_the_error(kind, inside, new_job, monkeypatch):
     job = new_job(kind)

@@ -5,9 +5,11 @@ import math
 
 import pytest
 from django.db import connection
+from django.db.models import Q
 
 from annotation.models import AspectScore, PreferenceJudgment, Source
 from curation import services
+from curation.report import filter_run
 from curation.models import FilterRun, UnitVerdict
 from tests.curation.test_filter_runs import run_filter, simulated_crowd
 from tests.factories import ComparisonFactory, ImageFactory, PromptFactory, UserFactory
@@ -21,6 +23,14 @@ def judge_all(project, comparisons, names, choice="a"):
         for comparison in comparisons:
             PreferenceJudgment.objects.create(project=project, source=Source.HUMAN, annotator=user,
                                               comparison=comparison, choice=choice, left_image=comparison.image_a)
+
+
+def delete_with_its_judgments(image):
+    """A judged image cannot be deleted (its judgments protect it): its judgments go first, as they
+    do when their whole project is deleted, the one way judgments ever go."""
+    PreferenceJudgment.objects.filter(Q(comparison__image_a=image) | Q(comparison__image_b=image)).delete()
+    AspectScore.objects.filter(image=image).delete()
+    image.delete()
 
 
 def test_a_disconnected_comparison_graph_is_fitted_and_the_report_counts_its_components(project):
@@ -71,12 +81,12 @@ def test_nan_aspect_scores_are_dropped_and_counted_in_the_report(project):
     assert "2 NaN aspect score(s) dropped before the score checks" in run.summary["notes"]
 
 
-def test_a_deleted_image_takes_its_comparison_and_judgments_with_it(project):
+def test_a_deleted_image_takes_its_comparison_and_earlier_verdicts_with_it(project):
     comparisons = simulated_crowd(project, units=12)
     earlier = run_filter(project, name="before")
     gone = comparisons[0]
 
-    gone.image_a.delete()  # the cascade: comparison, its judgments and earlier runs' verdicts on it
+    delete_with_its_judgments(gone.image_a)  # the cascade: comparison and earlier runs' verdicts on it
 
     run = run_filter(project)
     assert run.status == "succeeded" and run.summary["units"] == 11
@@ -87,16 +97,16 @@ def test_a_deleted_image_takes_its_comparison_and_judgments_with_it(project):
 
 def test_an_image_deleted_while_the_run_reads_its_judgments_is_skipped_and_said_so(project, monkeypatch):
     comparisons = simulated_crowd(project, units=12)
-    load = services.pairwise_judgments_load
+    load = filter_run.pairwise_judgments_load
 
     def load_then_delete(**kwargs):
         loaded = load(**kwargs)
         if kwargs.get("source") == "human" and comparisons[3].image_b_id:
-            comparisons[3].image_b.delete()  # another request deletes an image meanwhile
+            delete_with_its_judgments(comparisons[3].image_b)  # another request deletes an image meanwhile
             comparisons[3].image_b_id = None
         return loaded
 
-    monkeypatch.setattr(services, "pairwise_judgments_load", load_then_delete)
+    monkeypatch.setattr(filter_run, "pairwise_judgments_load", load_then_delete)
 
     run = run_filter(project)
 
@@ -108,13 +118,13 @@ def test_an_image_deleted_while_the_run_reads_its_judgments_is_skipped_and_said_
 
 def test_an_image_deleted_while_the_run_computes_loses_its_verdict_and_is_said_so(project, monkeypatch):
     comparisons = simulated_crowd(project, units=12)
-    load_scores = services.scores_load
+    load_scores = filter_run.scores_load
 
     def delete_then_load_scores(**kwargs):
-        comparisons[5].image_a.delete()  # after the judgments were read, before the verdicts are written
+        delete_with_its_judgments(comparisons[5].image_a)  # after the judgments were read, before the verdicts
         return load_scores(**kwargs)
 
-    monkeypatch.setattr(services, "scores_load", delete_then_load_scores)
+    monkeypatch.setattr(filter_run, "scores_load", delete_then_load_scores)
 
     run = run_filter(project)
 

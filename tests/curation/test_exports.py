@@ -16,7 +16,8 @@ pytestmark = pytest.mark.django_db
 
 PICKAPIC_COLUMNS = ["caption", "jpg_0", "jpg_1", "label_0", "label_1", "has_label", "are_different", "best_image_uid",
                     "image_0_uid", "image_1_uid", "model_0", "model_1", "user_id", "ranking_id", "created_at",
-                    "image_0_url", "image_1_url", "aspect", "num_judgments", "confidence"]
+                    "image_0_url", "image_1_url", "aspect", "num_judgments", "confidence", "machine_label_0",
+                    "num_machine_judgments"]
 
 
 @pytest.fixture
@@ -63,6 +64,7 @@ def test_pickapic_parquet_has_the_documented_columns_and_one_row_per_kept_consen
         assert row["image_0_uid"] == comparison.image_a.sha256 and row["image_1_uid"] == comparison.image_b.sha256
         assert row["jpg_0"] == data.image_bytes[row["image_0_uid"]]
         assert row["user_id"] is None and row["num_judgments"] == 4
+        assert row["machine_label_0"] is None and row["num_machine_judgments"] == 0  # no machine judge here
     hf = load_hf(out, "data/default/*.parquet")
     assert hf.column_names == PICKAPIC_COLUMNS and len(hf) == table.num_rows
     assert hf.features["jpg_0"].dtype == "binary" and hf.features["label_0"].dtype == "float64"
@@ -166,6 +168,30 @@ def test_pamela_has_five_splits_with_unseen_people_absent_from_train(data, tmp_p
 
     loaded = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "hf"))
     assert {name: len(split) for name, split in loaded.items()} == {s: len(rows) for s, rows in splits.items() if rows}
+
+
+def test_pickapic_consensus_rows_carry_the_machine_judges_verdicts_on_the_pair(data, tmp_path):
+    from annotation.models import MachineAnnotator, PreferenceJudgment, Source
+
+    judges = [MachineAnnotator.objects.create(name=f"overall-judge-{k}", backend="openai_chat", model_ref="m",
+                                              version="v1") for k in range(2)]
+    rows, expected = [], {}
+    for index, comparison in enumerate(data.comparisons):
+        answers = [("a", comparison.image_a), ("b", comparison.image_b), ("tie", comparison.image_a)]
+        mine = [answers[(index + k) % 3] for k in range(2)]  # each judge, one order each
+        expected[comparison.pk] = sum({"a": 1.0, "b": 0.0, "tie": 0.5}[choice] for choice, _ in mine) / 2
+        rows += [PreferenceJudgment(project=data.project, source=Source.MACHINE, machine_annotator=judge,
+                                    machine_version="v1", comparison=comparison, aspect="overall", choice=choice,
+                                    left_image=first) for judge, (choice, first) in zip(judges, mine)]
+    PreferenceJudgment.objects.bulk_create(rows)
+
+    _, out = export(data, tmp_path, "pickapic", images="reference")
+
+    table = pq.read_table(sorted(out.glob("data/default/*.parquet"))).to_pylist()
+    assert table
+    for row in table:
+        assert row["num_machine_judgments"] == 2 and row["num_judgments"] == 4  # human count unchanged
+        assert row["machine_label_0"] == pytest.approx(expected[row["ranking_id"]])
 
 
 def test_trl_margin_is_the_preference_strength_across_machine_judges(data, tmp_path):

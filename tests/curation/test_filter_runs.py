@@ -126,7 +126,7 @@ def test_all_ties_are_ties_and_can_be_dropped(project):
 @pytest.mark.parametrize(("rules", "words"), [
     ({"min_confidence": 1.5}, "min_confidence: must lie between 0 and 1"),
     ({"min_judgments": 0}, "min_judgments: must be a whole number"),
-    ({"consensus": "vibes"}, "consensus: must be one of dawid_skene, one_coin_ds, glad, mace, majority"),
+    ({"consensus": "vibes"}, "consensus: must be one of dawid_skene, one_coin_ds, glad, mace, noisy_bt, majority"),
     ({"position_bias_p": 0}, "position_bias_p"),
     ({"min_rater_agreement": -0.1}, "min_rater_agreement"),
     ({"aspect": "taste"}, "'taste' is not an aspect"),

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from rest_framework.test import APIClient
 
-from curation.judge_matrix import UNDECIDED, judge_unit_verdicts, verdict_agreement_matrix
+from curation.stats.judge_matrix import UNDECIDED, judge_unit_verdicts, verdict_agreement_matrix
 from tests.curation.test_filter_runs import machine_judges, run_filter, simulated_crowd
 
 

@@ -3,8 +3,8 @@ for those samples elsewhere. Pure numpy: no database."""
 import numpy as np
 import pytest
 
-from curation.judge_samples import majority_of_samples, query_codes, self_consistency
-from curation.judgments import CHOICE_A, CHOICE_B, CHOICE_TIE, CurationInputError
+from curation.stats.judge_samples import majority_of_samples, query_codes, self_consistency
+from curation.stats.judgments import CHOICE_A, CHOICE_B, CHOICE_TIE, CurationInputError
 from tests.curation.test_machine_consistency import GOOD, JUDGES, NOISY, judge_verdicts, simulate_pairs
 
 

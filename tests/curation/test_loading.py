@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from annotation.models import MachineAnnotator, PreferenceJudgment, Source
-from curation.judgments import CHOICE_A, CHOICE_B, CHOICE_TIE
+from curation.stats.judgments import CHOICE_A, CHOICE_B, CHOICE_TIE
 from curation.loading import comparison_images_load, image_scores_load, pairwise_aspects, pairwise_judgments_load
 from tests.factories import ComparisonFactory, PromptFactory, UserFactory
 

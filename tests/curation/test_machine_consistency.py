@@ -5,15 +5,12 @@ import numpy as np
 import pytest
 from scipy.stats import pearsonr, spearmanr
 
-from curation.judgments import CHOICE_A, CHOICE_B, CHOICE_TIE, CurationInputError
-from curation.machine_consistency import (
-    StrengthFlag,
-    human_machine_agreement,
-    preference_strength,
-    score_pair_agreement,
-    swap_agreement,
-    transitivity,
-)
+from curation.stats.judgments import CHOICE_A, CHOICE_B, CHOICE_TIE, CurationInputError
+from curation.stats.human_machine import human_machine_agreement
+from curation.stats.score_pairs import score_pair_agreement
+from curation.stats.strength import StrengthFlag, preference_strength
+from curation.stats.swap import swap_agreement
+from curation.stats.transitivity import transitivity
 
 GOOD, NOISY, BIASED = 0, 1, 2
 JUDGES = {

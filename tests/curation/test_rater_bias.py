@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from curation.judgments import CurationInputError, PairwiseJudgments
-from curation.rater_bias import bradley_terry_left_advantage
+from curation.stats.judgments import CurationInputError, PairwiseJudgments
+from curation.stats.rater_bias import bradley_terry_left_advantage
 
 
 def crowd(*, advantages, n_prompts=400, images_per_prompt=4, per_pair=1, seed=0, left_is_better=None):

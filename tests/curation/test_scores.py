@@ -3,8 +3,8 @@ against their own choices, and test-retest."""
 import numpy as np
 import pytest
 
-from curation.judgments import CurationInputError
-from curation.scores import own_scores_vs_choices, rater_zscores, retest_consistency
+from curation.stats.judgments import CurationInputError
+from curation.stats.scores import own_scores_vs_choices, rater_zscores, retest_consistency
 
 
 def test_zscores_remove_each_raters_offset_and_spread():

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from curation.aggregation import (
+from curation.stats.aggregation import (
     UNDECIDED,
     Reason,
     bradley_terry_strengths,
@@ -16,14 +16,14 @@ from curation.aggregation import (
     weighted_consensus,
     zscore_aspect_scores,
 )
-from curation.agreement import (
+from curation.stats.agreement import (
     cohen_kappa_pairs,
     consensus_agreement,
     fleiss_kappa,
     krippendorff_alpha,
     krippendorff_alpha_bootstrap,
 )
-from curation.judgments import (
+from curation.stats.judgments import (
     CHOICE_A,
     CHOICE_B,
     CHOICE_TIE,
@@ -31,7 +31,7 @@ from curation.judgments import (
     PairwiseJudgments,
     Ratings,
 )
-from curation.reliability import gold_accuracy, judgment_time, position_bias, straight_lining
+from curation.stats.reliability import gold_accuracy, judgment_time, position_bias, straight_lining
 
 RELIABLE = list(range(8))
 RANDOM = [8, 9]

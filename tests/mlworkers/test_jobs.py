@@ -161,10 +161,12 @@ def sampling_judge(name="sampler", temperature=0.7, base_url="http://127.0.0.1:9
     ("openai_chat", {"temperature": 0.7}, "pairs", 0, "from 1 to 16"),
 ])
 def test_launching_samples_a_judge_cannot_give_is_refused_naming_samples(filled_project, backend, parameters, kind,
-                                                                         samples, reason):
+                                                                         samples, reason, tmp_path):
     if backend == "openai_chat":
         parameters = {"base_url": "http://127.0.0.1:9/v1", **parameters}
-    annotator = services.machine_annotator_create(name="j", backend=backend, model_ref="m", parameters=parameters)
+    model_ref = "m" if backend == "openai_chat" else str(tmp_path)  # saving checks a local path exists
+    annotator = services.machine_annotator_create(name="j", backend=backend, model_ref=model_ref,
+                                                  parameters=parameters)
 
     with pytest.raises(ValidationError) as refused:
         services.auto_job_launch(project=filled_project, annotator=annotator, kind=kind, samples=samples)

@@ -207,7 +207,7 @@ def test_a_pair_shows_both_images_in_the_given_order_with_the_pair_prompt(judge_
 # --- k samples -------------------------------------------------------------------------------------
 
 def test_k_samples_per_pair_are_sampled_parsed_and_tagged_and_the_wired_judge_agrees_with_itself(judge_dirs):
-    from curation.judge_samples import self_consistency
+    from curation.stats.judge_samples import self_consistency
 
     backend = judge(judge_dirs.pair_judge, do_sample=True, temperature=0.7, batch_size=8)
     calls = []

@@ -1,6 +1,7 @@
 """Machine judges asked the project's pairwise question, stored as aspect "overall": launching
 (service, API, page), and pairs jobs of both MLLM backends run in-process end to end."""
 import json
+from pathlib import Path
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -15,6 +16,7 @@ from tests.mlworkers.chat_server import Reply
 pytestmark = pytest.mark.django_db
 
 QUESTION = "Which image is better overall?"
+WEIGHTS = str(Path(__file__).parent)  # a folder that exists, as saving checks; no job here reads it
 
 
 @pytest.fixture
@@ -35,7 +37,8 @@ def project_admin_client(project):
 def machine(backend, name=None, **parameters):
     if backend == "openai_chat":
         parameters = {"base_url": "http://127.0.0.1:9/v1", **parameters}
-    return services.machine_annotator_create(name=name or backend, backend=backend, model_ref="m",
+    return services.machine_annotator_create(name=name or backend, backend=backend,
+                                             model_ref="m" if backend == "openai_chat" else WEIGHTS,
                                              parameters=parameters)
 
 

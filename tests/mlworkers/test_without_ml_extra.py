@@ -167,7 +167,8 @@ def test_an_http_judge_job_succeeds_on_a_worker_without_the_ml_extra(torchless_w
 @pytest.mark.django_db(transaction=True)
 def test_a_clipscore_job_fails_on_a_worker_without_the_ml_extra_naming_the_extra(torchless_worker, imported,
                                                                                    admin_client, tmp_path):
-    # The requirement is checked before any weights are read: they need not exist.
+    # The requirement is checked before any weights are read: an empty folder will do (saving checks it exists).
+    (tmp_path / "ViT-B-32").mkdir()
     judge = services.machine_annotator_create(name="clip", backend="clipscore", model_ref=str(tmp_path / "ViT-B-32"),
                                               parameters={"num_workers": 0})
 

@@ -28,7 +28,7 @@ from annotation import demo_art
 from annotation.assignment import work_units_open
 from annotation.image_sources import SourcePolicy
 from annotation.importing import manifest_import
-from annotation.models import Image, Membership, Project, TaskType, text_digest
+from annotation.models import Image, MachineAnnotator, Membership, Project, TaskType, text_digest
 from annotation.services import membership_set, project_create, researcher_grant
 
 PROJECT_SLUG = "demo"
@@ -78,6 +78,8 @@ class Command(BaseCommand):
         project = self.seed_project()
         self.seed_images(project)
         work_units_open(project=project)
+        # mlworkers' own command (annotation does not import mlworkers): the catalogue's judges.
+        call_command("seed_catalogue", verbosity=self.verbosity, stdout=self.stdout)
         base_url = f"http://{_client_host(host)}:{port}"
         self.print_banner(base_url, project, logins, serving=not no_serve)
         if no_serve:
@@ -190,7 +192,13 @@ class Command(BaseCommand):
         for demo_user in DEMO_USERS:
             password = logins.get(demo_user.username) or "(changed since; not shown)"
             lines.append(f"  {demo_user.username:<12} {demo_user.role:<20} {password}")
-        lines += ["", f"  Logins are kept in {Path(settings.VAR_DIR) / CREDENTIALS_NAME}."]
+        lines += ["", f"  Judges     {MachineAnnotator.objects.count()} machine annotators (the catalogue's), at "
+                      f"{base_url}/admin/annotation/machineannotator/; launch jobs at {base_url}/projects/"
+                      f"{project.slug}/auto-jobs/.",
+                  "             Weights download from the model hub on first use; without it a job fails at once.",
+                  "             A local judge: the openai_chat annotators point at Ollama "
+                  "(http://localhost:11434/v1) and llama.cpp's server (http://localhost:8080/v1).",
+                  "", f"  Logins are kept in {Path(settings.VAR_DIR) / CREDENTIALS_NAME}."]
         if serving:
             lines.append("  Starting the web server and a Celery worker; press Ctrl-C to stop both.")
         lines.append(rule)

@@ -1,8 +1,10 @@
-// Dataset exports: a form that posts to the API, and an export page that polls the export while
-// it runs, then lists its files with download links. Text goes in with textContent only.
+// Dataset exports: on the form, the options that only some formats read are hidden while another
+// format is chosen (the server draws and checks every control; an option with an error stays in
+// view); on an export's page, the export is polled while it runs, then its files are listed with
+// download links. Text goes in with textContent only.
 import { get, jobLifeText, post } from "./api.js";
 
-const form = document.getElementById("export-form");
+const formatSelect = document.querySelector("[data-format-select]");
 const section = document.getElementById("export");
 
 function showError(element, error) {
@@ -10,34 +12,20 @@ function showError(element, error) {
   element.hidden = false;
 }
 
-if (form) {
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const error = form.querySelector("[data-testid=export-error]");
-    error.hidden = true;
-    let options = {};
-    try {
-      const text = form.elements.options.value.trim();
-      if (text) options = JSON.parse(text);
-    } catch (parseError) {
-      showError(error, `The options are not valid JSON: ${parseError.message}`);
-      return;
-    }
-    const run = form.elements.filter_run.value;
-    const body = {
-      format: form.elements.format.value,
-      container: form.elements.container.value,
-      destination: form.elements.destination.value,
-      filter_run: run ? Number(run) : null,
-      options,
-    };
-    try {
-      const created = await post(form.dataset.api, body);
-      window.location.assign(`/exports/${created.id}/`);
-    } catch (failure) {
-      showError(error, failure);
-    }
-  });
+function showOptionsOfFormat() {
+  for (const setting of document.querySelectorAll("[data-formats]")) {
+    const read = setting.dataset.formats.split(" ").includes(formatSelect.value);
+    setting.hidden = !read && !setting.classList.contains("has-error");
+  }
+  for (const group of document.querySelectorAll(".settings-group")) {
+    const settings = [...group.querySelectorAll(".setting")];
+    group.hidden = settings.length > 0 && settings.every((setting) => setting.hidden);
+  }
+}
+
+if (formatSelect) {
+  formatSelect.addEventListener("change", showOptionsOfFormat);
+  showOptionsOfFormat();
 }
 
 function field(name) {

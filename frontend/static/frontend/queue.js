@@ -1,7 +1,8 @@
 // The submissions not yet acknowledged by the server, persisted in localStorage so that nothing
 // typed is lost to a reload, a closed tab or a dropped connection. Items are sent in order, in
 // batches, one request at a time; each carries the idempotency key made when the key was
-// pressed, so sending an item twice stores it once (the server answers "duplicate").
+// pressed, so sending an item twice stores it once (the server answers "duplicate"; should a key
+// come back with a different item, it answers "conflict" and keeps the first).
 
 import { post } from "./api.js";
 import { store } from "./dom.js";
@@ -23,14 +24,16 @@ export class SubmissionQueue {
    * @param {string} options.url         the work/submit/ endpoint
    * @param {(queue: SubmissionQueue) => void} [options.onChange]  length or sending state changed
    * @param {(item: object, message: string) => void} [options.onRejected]  the server refused an item
+   * @param {(item: object, message: string) => void} [options.onConflict]  the item's key was stored with another answer
    * @param {(stored: number) => void} [options.onSent]  a batch was acknowledged
    * @param {(error: Error, retryInMs: number) => void} [options.onTrouble]  a send failed; it will retry
    */
-  constructor({ storageKey, url, onChange, onRejected, onSent, onTrouble }) {
+  constructor({ storageKey, url, onChange, onRejected, onConflict, onSent, onTrouble }) {
     this.storageKey = storageKey;
     this.url = url;
     this.onChange = onChange || (() => {});
     this.onRejected = onRejected || (() => {});
+    this.onConflict = onConflict || this.onRejected;
     this.onSent = onSent || (() => {});
     this.onTrouble = onTrouble || (() => {});
     this.items = store.get(storageKey, []).filter((item) => item && item.idempotency_key);
@@ -128,14 +131,17 @@ export class SubmissionQueue {
       const data = await post(this.url, { submissions: batch.map(wire) });
       return this.#settle(batch, data?.results);
     } catch (error) {
-      if (error.status !== 400) {
+      // Final answers: 400, refused; 409 "conflict", a batch of one whose key holds another answer.
+      const conflict = error.status === 409 && error.code === "conflict";
+      if (error.status !== 400 && !conflict) {
         this.lastError = error;
         return false;
       }
       const results = error.body?.results ?? error.body?.extra?.results;
       if (Array.isArray(results) && results.length) return this.#settle(batch, results);
       if (batch.length === 1) {
-        return this.#settle(batch, [{ idempotency_key: batch[0].idempotency_key, status: "rejected", message: error.message }]);
+        const status = conflict ? "conflict" : "rejected";
+        return this.#settle(batch, [{ idempotency_key: batch[0].idempotency_key, status, message: error.message }]);
       }
       // The batch as a whole was refused: send its items alone to find the one at fault.
       this.isolate = batch.length;
@@ -164,6 +170,7 @@ export class SubmissionQueue {
     for (const item of settled) {
       const answer = answers.get(item.idempotency_key);
       if (answer.status === "rejected") this.onRejected(item, answer.message || "refused by the server");
+      else if (answer.status === "conflict") this.onConflict(item, answer.message || "its key holds another answer");
       else stored += 1; // "stored", or "duplicate": an earlier try got through
     }
     this.onSent(stored);

@@ -70,6 +70,12 @@ function updateSync() {
   if (ui.sync.textContent !== text) ui.sync.textContent = text;
 }
 
+/** The prompt (shortened) of the unit a queued item answers, to name it in a message. */
+function unitName(item) {
+  const prompt = item._unit?.prompt?.text || `unit ${item.assignment}`;
+  return prompt.length > 60 ? `${prompt.slice(0, 60)}…` : prompt;
+}
+
 const queue = new SubmissionQueue({
   storageKey: `prefstudio:queue:${scope}`,
   url: `${config.api_base}submit/`,
@@ -78,9 +84,11 @@ const queue = new SubmissionQueue({
     if (stored) refreshProgressSoon();
   },
   onRejected(item, message) {
-    const prompt = item._unit?.prompt?.text || `unit ${item.assignment}`;
-    const short = prompt.length > 60 ? `${prompt.slice(0, 60)}…` : prompt;
-    showError(`Not saved: your answer for “${short}” was refused: ${message}`);
+    showError(`Not saved: your answer for “${unitName(item)}” was refused: ${message}`);
+  },
+  onConflict(item, message) {
+    showError(`Not saved: your answer for “${unitName(item)}” conflicts with a different answer already ` +
+      `stored under the same key; the stored answer is kept (${message}).`);
   },
   onTrouble(error) {
     if (error?.status === 401) showError("You are signed out; your answers are kept here. ", signInLink(config.login_url));

@@ -1,0 +1,12 @@
+"""Template filters that write report figures the way the report's own texts do."""
+from django import template
+
+from curation.report.numbers import p_value_text
+
+register = template.Library()
+
+
+@register.filter
+def p_value(value) -> str:
+    """A p-value as the report writes it everywhere: 'p = 0.034', 'p = 3.2e-05'."""
+    return p_value_text(value)
