@@ -99,7 +99,7 @@ class ProjectOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Project
         fields = ["slug", "name", "instructions", "task_types", "aspects", "score_scale", "rating_scale", "overlap",
-                  "gold_rate", "is_archived", "created_at", "role"]
+                  "gold_rate", "lease_minutes", "is_archived", "created_at", "role"]
 
     def get_role(self, project) -> str | None:
         return selectors.project_role(user=self.context["request"].user, project=project)
@@ -116,6 +116,9 @@ class ProjectInputSerializer(serializers.Serializer):
     rating_scale = serializers.IntegerField(min_value=2, max_value=100, required=False)
     overlap = serializers.IntegerField(min_value=1, max_value=100, required=False)
     gold_rate = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
+    lease_minutes = serializers.IntegerField(min_value=1, max_value=24 * 60, required=False, allow_null=True,
+                                             help_text="How long a leased unit stays reserved; null: the "
+                                                       "platform's WORK_LEASE_MINUTES.")
 
 
 class ProjectUpdateSerializer(ProjectInputSerializer):
@@ -344,7 +347,8 @@ class ImportJobOutputSerializer(JobSerializer):
 class ImportJobInputSerializer(serializers.Serializer):
     manifest = serializers.FileField(help_text="JSONL: one {prompt, image, generator?, seed?, category?, meta?} per line.")
     images_root = serializers.CharField(required=False, allow_blank=True, max_length=1000,
-                                        help_text="Server folder for relative paths; must lie under IMPORT_LOCAL_ROOTS.")
+                                        help_text="Where relative paths point: a server folder under "
+                                                  "IMPORT_LOCAL_ROOTS, or an S3 prefix s3://bucket/prefix/.")
     max_pairs_per_prompt = serializers.IntegerField(required=False, min_value=1, max_value=2**31 - 1, allow_null=True)
 
 

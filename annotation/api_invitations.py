@@ -33,7 +33,8 @@ class InvitationOutputSerializer(serializers.ModelSerializer):
 
 class InvitationInputSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=Membership.Role.choices, default=Membership.Role.ANNOTATOR,
-                                   help_text="Researchers invite annotators and researchers; only admins invite admins.")
+                                   help_text="Researchers invite annotators and researchers; only admins invite "
+                                             "admins.")
     expires_in_days = serializers.IntegerField(min_value=1, max_value=invitations.INVITATION_MAX_DAYS, default=7)
     max_uses = serializers.IntegerField(min_value=1, max_value=invitations.INVITATION_MAX_USES, default=1)
     join_code = serializers.BooleanField(default=False,

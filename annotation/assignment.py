@@ -8,7 +8,6 @@ change happens under that row lock, in the same transaction as the assignment ro
 import random
 import time
 from collections import Counter
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -91,7 +90,7 @@ def assignments_lease_next(*, membership: Membership, task_type: str, count: int
     count = max(1, min(count, MAX_LEASE_BATCH))
     _sweep_expired_now_and_then(project)
     now = timezone.now()
-    expires_at = now + timedelta(minutes=settings.WORK_LEASE_MINUTES)
+    expires_at = now + project.lease_length
     with transaction.atomic():
         held = list(Assignment.objects.filter(annotator=annotator, project=project, task_type=task_type,
                                               status=Assignment.Status.ACTIVE).order_by("id")[:MAX_LEASE_BATCH])

@@ -5,6 +5,7 @@ writes anything.
 """
 import http.client
 import ipaddress
+import re
 import socket
 import threading
 import time
@@ -29,21 +30,25 @@ class SourcePolicy:
 
     `images_root`: relative paths resolve under it and no path may leave it. With
     `absolute_paths_anywhere` (the command line without --images-root), absolute paths are read
-    as given; the API never sets it.
+    as given; the API never sets it. `s3_root` ("s3://bucket/prefix/", from `s3_root_normalise`)
+    makes relative paths keys under that prefix instead, and no path may leave it.
     """
 
     images_root: Path | None
     absolute_paths_anywhere: bool = False
+    s3_root: str = ""
     allow_private_urls: bool = False
     max_bytes: int = 50 * 1024 * 1024
     url_timeout_s: float = 20.0  # one connect or read
     url_deadline_s: float = 20.0  # the whole fetch, redirects included
 
     @classmethod
-    def from_settings(cls, *, images_root: Path | None, absolute_paths_anywhere: bool = False) -> "SourcePolicy":
+    def from_settings(cls, *, images_root: Path | None, absolute_paths_anywhere: bool = False,
+                      s3_root: str = "") -> "SourcePolicy":
         return cls(
             images_root=images_root.resolve() if images_root else None,
             absolute_paths_anywhere=absolute_paths_anywhere,
+            s3_root=s3_root,
             allow_private_urls=settings.IMPORT_ALLOW_PRIVATE_URLS,
             max_bytes=settings.IMPORT_MAX_BYTES,
             url_timeout_s=settings.IMPORT_URL_TIMEOUT_S,
@@ -59,7 +64,33 @@ def read_image_source(ref: str, policy: SourcePolicy) -> bytes:
         return _read_url(ref, policy)
     if scheme and len(scheme) > 1:  # "c:" would be a drive letter, anything longer a scheme
         raise ImageSourceError(f"unsupported scheme {scheme!r}: use a path, s3:// or http(s)://")
+    if policy.s3_root:
+        return _read_s3(s3_ref_under_root(ref, policy.s3_root), policy)
     return _read_path(ref, policy)
+
+
+_S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def s3_root_normalise(root: str) -> str:
+    """`s3://bucket` or `s3://bucket/prefix` as "s3://bucket/prefix/" (ending in "/"); raises
+    ImageSourceError for anything else."""
+    bucket, _, prefix = root.removeprefix("s3://").partition("/") if root.startswith("s3://") else ("", "", "")
+    if not _S3_BUCKET.fullmatch(bucket):
+        raise ImageSourceError(f"{root!r} is not an S3 prefix: expected s3://bucket/prefix/")
+    prefix = prefix.strip("/")
+    if prefix and any(part in ("", ".", "..") for part in prefix.split("/")):
+        raise ImageSourceError(f"S3 prefix {root!r} has an empty, '.' or '..' segment")
+    return f"s3://{bucket}/{prefix}/" if prefix else f"s3://{bucket}/"
+
+
+def s3_ref_under_root(ref: str, root: str) -> str:
+    """The s3:// reference that relative path `ref` names under S3 prefix `root`; a path that
+    would leave the prefix (absolute, or with a '..' segment) is refused."""
+    parts = ref.replace("\\", "/").split("/")
+    if ref.startswith("/") or any(part in (".", "..") for part in parts) or "" in parts:
+        raise ImageSourceError(f"path {ref!r} is outside the S3 prefix")
+    return root + ref
 
 
 def local_path_for(ref: str, policy: SourcePolicy) -> Path:

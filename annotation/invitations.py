@@ -3,6 +3,7 @@ visitor makes while accepting one, and the e-mail that carries a link.
 
 Reads (listing, finding one by token or code, whether one is still usable) are in
 `annotation.selectors`."""
+import logging
 import secrets
 from datetime import timedelta
 
@@ -19,6 +20,8 @@ from annotation.selectors import invitation_unusable_reason, project_role
 from annotation.services import membership_set
 from core.audit import audit_record
 from core.models import AuditAction
+
+logger = logging.getLogger(__name__)
 
 ROLE_RANK = {Membership.Role.ANNOTATOR: 0, Membership.Role.RESEARCHER: 1, Membership.Role.ADMIN: 2}
 INVITATION_MAX_DAYS = 90
@@ -162,16 +165,26 @@ def invitation_email_configured() -> bool:
 
 
 def invitation_email(*, invitation: Invitation, to: str, link: str) -> bool:
-    """Send the invitation's `link` to `to`, where SMTP is configured; False where it is not.
+    """Send the invitation's `link` to `to`, where SMTP is configured; False where it is not, or
+    where the mail server refused it or could not be reached (logged: the link still works).
     Call it outside any transaction: it talks to the mail server."""
     if not invitation_email_configured():
         return False
+    try:
+        _send_invitation(invitation, to, link)
+    except OSError as exc:  # smtplib's errors included
+        logger.warning("Invitation %s could not be e-mailed: %s", invitation.pk, exc)
+        return False
+    return True
+
+
+def _send_invitation(invitation: Invitation, to: str, link: str) -> None:
     project = invitation.project
     inviter = invitation.created_by.get_username() if invitation.created_by else "A researcher"
     send_mail(
         subject=f"Invitation to {project.name} on PrefStudio",
-        message=(f"{inviter} invites you to join the project {project.name!r} as {invitation.get_role_display().lower()}.\n\n"
+        message=(f"{inviter} invites you to join the project {project.name!r} as "
+                 f"{invitation.get_role_display().lower()}.\n\n"
                  f"Open this link to create an account or sign in and join:\n{link}\n\n"
                  f"The link works until {invitation.expires_at:%Y-%m-%d %H:%M} UTC."),
         from_email=None, recipient_list=[to], fail_silently=False)
-    return True

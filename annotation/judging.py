@@ -22,6 +22,7 @@ from annotation.models import (
     ArtifactFlag, AspectScore, Assignment, Membership, PersonalRating, PreferenceJudgment, Source, Submission, TaskType,
     WorkUnit,
 )
+from core.text import UNSTORABLE, holds_unstorable_text
 
 ARTIFACT_REASONS = ["anatomy", "hands", "face", "text", "blur", "noise", "duplication", "cut_off", "distortion", "other"]
 RATIONALE_MAX_CHARS = 1000
@@ -96,8 +97,13 @@ def _repeat_outcome(earlier: Submission, item: dict) -> SubmissionOutcome:
 
 def _shape_problem(item) -> SubmissionOutcome | None:
     key = item.get("idempotency_key", "") if isinstance(item, dict) else ""
-    if not isinstance(key, str) or not 8 <= len(key) <= 64:
-        return SubmissionOutcome(str(key)[:64], "rejected", "idempotency_key must be a string of 8 to 64 characters")
+    if not isinstance(key, str) or not 8 <= len(key) <= 64 or UNSTORABLE.search(key):
+        # The key is echoed in the answer: one UTF-8 cannot encode would fail the whole batch's answer.
+        return SubmissionOutcome(UNSTORABLE.sub("\ufffd", str(key)[:64]), "rejected",
+                                 "idempotency_key must be a string of 8 to 64 characters, without NUL characters "
+                                 "or unpaired surrogates")
+    if holds_unstorable_text(item):  # PostgreSQL could not store it (core.text)
+        return SubmissionOutcome(key, "rejected", "text must not contain NUL characters or unpaired surrogates")
     if not isinstance(item.get("assignment"), int) or isinstance(item.get("assignment"), bool):
         return SubmissionOutcome(key, "rejected", "assignment must be the id of a unit you hold")
     latency = item.get("latency_ms")
@@ -264,7 +270,7 @@ def submission_undo_last(*, membership: Membership) -> Assignment | None:
         assignment = Assignment.objects.select_for_update().get(id=submission.assignment_id)
         assignment.status = Assignment.Status.ACTIVE
         assignment.finished_at = None
-        assignment.expires_at = now + timedelta(minutes=settings.WORK_LEASE_MINUTES)
+        assignment.expires_at = now + project.lease_length
         assignment.save(update_fields=["status", "finished_at", "expires_at"])
         _units_add([assignment.unit_id], leased=1, done=-1 if submission.kind == Submission.Kind.JUDGED else 0)
     return assignment

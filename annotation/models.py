@@ -8,6 +8,7 @@ shown on the left, so position bias can be measured.
 """
 import hashlib
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -82,6 +83,10 @@ class Project(models.Model):
         default=0.05, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
         help_text="Share of gold / attention units mixed into an annotator's work.",
     )
+    lease_minutes = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(24 * 60)],
+        help_text="How long a leased unit stays reserved for its annotator; blank: WORK_LEASE_MINUTES.",
+    )
     is_archived = models.BooleanField(default=False)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -100,6 +105,11 @@ class Project(models.Model):
     @property
     def aspect_keys(self) -> list[str]:
         return [a["key"] for a in self.aspects]
+
+    @property
+    def lease_length(self) -> timedelta:
+        """How long a lease lasts in this project: its own lease_minutes, else WORK_LEASE_MINUTES."""
+        return timedelta(minutes=self.lease_minutes or settings.WORK_LEASE_MINUTES)
 
     @property
     def overall_aspect(self) -> dict:

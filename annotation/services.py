@@ -11,7 +11,7 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from annotation.assignment import work_units_open
-from annotation.image_sources import SourcePolicy
+from annotation.image_sources import ImageSourceError, SourcePolicy, s3_root_normalise
 from annotation.importing import ImportSummary, LineError, manifest_import, manifest_line_count
 from annotation.models import (
     AnnotatorProfile, Comparison, Image, ImportJob, ImportLineError, Membership, Project, Prompt,
@@ -233,9 +233,16 @@ def researcher_grant(*, user) -> None:
 
 
 def import_policy_for_api(images_root: str) -> SourcePolicy:
-    """A server-side import may read local files only under IMPORT_LOCAL_ROOTS."""
+    """A server-side import may read local files only under IMPORT_LOCAL_ROOTS; an `images_root`
+    of the form s3://bucket/prefix makes relative paths S3 keys under that prefix (a manifest may
+    name any s3:// key anyway, so no list of buckets is kept)."""
     if not images_root:
         return SourcePolicy.from_settings(images_root=None)
+    if images_root.startswith("s3://"):
+        try:
+            return SourcePolicy.from_settings(images_root=None, s3_root=s3_root_normalise(images_root))
+        except ImageSourceError as exc:
+            raise ValidationError({"images_root": str(exc)}) from None
     root = Path(images_root).resolve()
     allowed = [Path(r).resolve() for r in settings.IMPORT_LOCAL_ROOTS]
     if not any(root.is_relative_to(a) for a in allowed):

@@ -12,6 +12,8 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from rest_framework.fields import empty
+
 from curation.json_fields import (
     ChoiceOfField,
     FlagField,
@@ -70,6 +72,14 @@ def _kind(serializer_field) -> str:
     return "json"  # a field of a kind this module does not know still gets a control: its JSON value
 
 
+def _default_of(serializer_field):
+    """The field's default as a JSON value (a callable default called; no default is null)."""
+    default = serializer_field.default
+    if default is empty:
+        return None
+    return default() if callable(default) else default
+
+
 def _shown(value) -> str:
     """A JSON value as a control shows it: null is an empty box, a list its names."""
     if value is None:
@@ -124,7 +134,7 @@ class SettingsForm:
 
     def _control(self, name, serializer_field, formats, suggestions) -> Control:
         kind = _kind(serializer_field)
-        default = serializer_field.default
+        default = _default_of(serializer_field)
         control = Control(
             key=name, name=f"{self.prefix}.{name}", kind=kind, label=name.replace("_", " ").capitalize(),
             help=str(serializer_field.help_text or ""),
@@ -157,11 +167,11 @@ class SettingsForm:
             control.value = _shown(value)
 
     # --- what was posted -----------------------------------------------------------------
-    def bind(self, post) -> dict | object:
+    def bind(self, post):
         """Keep what `post` holds in the controls (shown again on an error), and return the JSON
         the serializer is to check: the advanced box's, parsed, when it holds text, else the
         controls' values. A box that is not JSON is recorded as its error, and None returned."""
-        for name, control in self.controls.items():
+        for control in self.controls.values():
             key = control.name
             if control.kind == "checkbox":
                 control.checked = key in post
@@ -246,7 +256,7 @@ class SettingsForm:
 
     @property
     def defaults_json(self) -> str:
-        return json.dumps({name: f.default for name, f in self.fields.items()}, indent=1)
+        return json.dumps({name: _default_of(f) for name, f in self.fields.items()}, indent=1)
 
 
 def place_errors(errors, *, form: SettingsForm, key: str) -> dict[str, list[str]]:

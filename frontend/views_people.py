@@ -9,9 +9,10 @@ from django.contrib.auth import get_user_model, login
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
+from django.core.validators import validate_email
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from annotation import invitations, selectors, services
 from annotation.models import Membership
@@ -103,7 +104,10 @@ def _int_field(request, name: str, default: int) -> int:
 @require_POST
 def invitation_create(request, slug: str):
     project = selectors.project_get_for_user(user=request.user, slug=slug, manage=True)
+    email = request.POST.get("email", "").strip()
     try:
+        if email:
+            validate_email(email)
         invitation = invitations.invitation_create(
             project=project, actor=request.user, role=request.POST.get("role", Membership.Role.ANNOTATOR),
             expires_in_days=_int_field(request, "expires_in_days", 7), max_uses=_int_field(request, "max_uses", 1),
@@ -111,14 +115,14 @@ def invitation_create(request, slug: str):
     except (ValidationError, PermissionDenied) as exc:
         messages.error(request, _refusal(exc))
         return redirect("members", slug=project.slug)
-    email = request.POST.get("email", "").strip()
     note = ""
     if email:
-        try:
-            sent = invitations.invitation_email(invitation=invitation, to=email, link=_invitation_link(request, invitation))
-            note = f" It was e-mailed to {email}." if sent else " E-mail is not configured here: copy the link."
-        except OSError as exc:  # the mail server refused or is down: the link still works
-            note = f" Sending it to {email} failed ({exc}): copy the link."
+        if not invitations.invitation_email_configured():
+            note = " E-mail is not configured here: copy the link."
+        elif invitations.invitation_email(invitation=invitation, to=email, link=_invitation_link(request, invitation)):
+            note = f" It was e-mailed to {email}."
+        else:
+            note = f" Sending it to {email} failed: copy the link."
     messages.success(request, f"Invitation created as {invitation.get_role_display().lower()}.{note}")
     return redirect(f"{reverse('members', kwargs={'slug': project.slug})}#invitation-{invitation.pk}")
 
@@ -139,7 +143,9 @@ def invitation_revoke(request, slug: str, invitation_id: int):
 def _join(request, invitation, template: str, context: dict):
     """Accept `invitation` for the signed-in user, or make an account for a visitor and accept it;
     the page again (status 400) with what was wrong."""
-    errors = {}
+    if not request.user.is_authenticated and request.POST.get("password") != request.POST.get("password2"):
+        return render(request, template, {**context, "errors": {"password2": ["The two passwords differ."]},
+                                          "username": request.POST.get("username", "")}, status=400)
     try:
         if request.user.is_authenticated:
             invitations.invitation_accept(invitation=invitation, user=request.user)
@@ -160,6 +166,7 @@ def _join(request, invitation, template: str, context: dict):
     return redirect("home")
 
 
+@require_http_methods(["GET", "POST"])
 def invitation(request, token: str):
     """An invitation link: its project and role, and a way in (an account or a signed-in join)."""
     found = selectors.invitation_by_token(token=token)
@@ -172,17 +179,11 @@ def invitation(request, token: str):
                       status=410)
     context = {"invitation": found, "already_member": already}
     if request.method == "POST":
-        return _join_checked_passwords(request, found, "frontend/invitation.html", context)
+        return _join(request, found, "frontend/invitation.html", context)
     return render(request, "frontend/invitation.html", context)
 
 
-def _join_checked_passwords(request, found, template, context):
-    if not request.user.is_authenticated and request.POST.get("password") != request.POST.get("password2"):
-        return render(request, template, {**context, "errors": {"password2": ["The two passwords differ."]},
-                                          "username": request.POST.get("username", "")}, status=400)
-    return _join(request, found, template, context)
-
-
+@require_http_methods(["GET", "POST"])
 def join_project(request):
     """Joining by a project's code: typed by a signed-in user, or by a visitor making an account."""
     if request.method != "POST":
@@ -195,4 +196,4 @@ def join_project(request):
                       {**context, "errors": {"code": [f"There is no project with the code {code.strip()!r}: check "
                                                       f"it with whoever gave it to you."]},
                        "username": request.POST.get("username", "")}, status=400)
-    return _join_checked_passwords(request, found, "frontend/join_project.html", context)
+    return _join(request, found, "frontend/join_project.html", context)

@@ -24,7 +24,7 @@ from annotation.uploads import ManifestTooLarge, ManifestUploadHandler
 
 BLANK_ASPECT_ROWS = 2
 REJECTED_PER_PAGE = 50
-PROJECT_FIELDS = ["name", "instructions", "score_scale", "rating_scale", "overlap", "gold_rate"]
+PROJECT_FIELDS = ["name", "instructions", "score_scale", "rating_scale", "overlap", "gold_rate", "lease_minutes"]
 
 
 # --- projects -----------------------------------------------------------------------------
@@ -47,6 +47,8 @@ def _project_data_from_post(post, *, creating: bool) -> dict:
     left out, so a new project takes the defaults."""
     data = {name: post.get(name, "").strip() for name in PROJECT_FIELDS}
     data = {name: value for name, value in data.items() if value or name in ("name", "instructions")}
+    if not creating:
+        data["lease_minutes"] = data.get("lease_minutes") or None  # blank: back to the platform's default
     if creating:
         data["slug"] = post.get("slug", "").strip()
     data["task_types"] = post.getlist("task_types")
@@ -152,21 +154,27 @@ def project_archive(request, slug: str):
 # --- imports ------------------------------------------------------------------------------
 
 def _images_root_from_post(post) -> str:
-    """The server folder the form names: one of IMPORT_LOCAL_ROOTS, optionally a folder under it
-    (the import service refuses anything that resolves outside those roots)."""
+    """Where the form says relative paths point: an S3 prefix, or one of IMPORT_LOCAL_ROOTS,
+    optionally a folder under it (the import service refuses what resolves outside those roots
+    and a malformed prefix). Both at once are refused."""
+    s3_prefix = post.get("s3_prefix", "").strip()
     root = post.get("images_root_base", "")
     if root not in settings.IMPORT_LOCAL_ROOTS:
-        return ""
+        root = ""
+    if s3_prefix and root:
+        raise ValidationError({"images_root": "name a server folder or an S3 prefix, not both"})
+    if s3_prefix:
+        return s3_prefix
     below = post.get("images_root_below", "").strip().strip("/")
-    return f"{root.rstrip('/')}/{below}" if below else root
+    return f"{root.rstrip('/')}/{below}" if root and below else root
 
 
 @login_required
 @csrf_exempt  # checked below, once the body has been read through the manifest's upload handler
 def project_imports(request, slug: str):
-    """Upload a manifest (images by path under a server folder, s3:// key or URL) and see the
-    project's imports. As through the API, the manifest streams to a temporary file and is
-    refused once past IMPORT_MANIFEST_MAX_BYTES (nothing is written then)."""
+    """Upload a manifest (images by path under a server folder or an S3 prefix, s3:// key or
+    URL) and see the project's imports. As through the API, the manifest streams to a temporary
+    file and is refused once past IMPORT_MANIFEST_MAX_BYTES (nothing is written then)."""
     project = selectors.project_get_for_user(user=request.user, slug=slug, manage=True)
     if request.method == "POST":
         request.upload_handlers = [ManifestUploadHandler(request)]
@@ -181,7 +189,10 @@ def project_imports(request, slug: str):
 def _project_imports(request, project):
     errors = {}
     if request.method == "POST":
-        values = {"images_root": _images_root_from_post(request.POST)}
+        try:
+            values = {"images_root": _images_root_from_post(request.POST)}
+        except ValidationError as exc:
+            return _imports_page(request, project, _field_errors(exc))
         if request.POST.get("max_pairs_per_prompt", "").strip():
             values["max_pairs_per_prompt"] = request.POST["max_pairs_per_prompt"].strip()
         if "manifest" in request.FILES:

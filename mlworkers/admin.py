@@ -51,8 +51,11 @@ class MachineAnnotatorForm(forms.ModelForm):
                     prompt_template=cleaned.get("prompt_template") or ""))
             except ValidationError as exc:
                 raise ValidationError(exc.message_dict) from None
-        elif cleaned.get("preset") and not cleaned.get("prompt_template"):
-            cleaned["prompt_template"] = known_judges.PRESETS[cleaned["preset"]].template
+        elif cleaned.get("preset"):
+            if cleaned.get("backend") not in known_judges.PRESET_BACKENDS:
+                self.add_error("preset", f"prompt presets are for MLLM judges, not {cleaned.get('backend') or 'none'}")
+            elif not cleaned.get("prompt_template"):
+                cleaned["prompt_template"] = known_judges.PRESETS[cleaned["preset"]].template
         if cleaned.get("catalogue") and not cleaned.get("name"):
             cleaned["name"] = known_judges.ENTRIES[cleaned["catalogue"]].label
         if not cleaned.get("name") and "name" not in self.errors:

@@ -108,6 +108,8 @@ def _preset(key: str, label: str, aspects: tuple[str, ...]) -> PromptPreset:
     return PromptPreset(key=key, label=label, aspects=aspects, template=f"{head}{rubric}\n{_SCORE_TAIL}")
 
 
+PRESET_BACKENDS = ("mllm_transformers", "openai_chat")  # the backends whose templates these are
+
 PRESETS: dict[str, PromptPreset] = {p.key: p for p in [
     _preset("visionprefer", "VisionPrefer: all four aspects", tuple(_RUBRICS)),
     *[_preset(f"visionprefer_{aspect}", f"VisionPrefer: {aspect.replace('_', ' ')}", (aspect,))
@@ -219,7 +221,7 @@ def catalogue_fields(*, key: str, model_ref: str = "", parameters: dict | None =
     entry = entry_get(key)
     if parameters is not None and not isinstance(parameters, dict):
         raise ValidationError({"parameters": "must be a JSON object"})
-    if preset and entry.backend not in ("mllm_transformers", "openai_chat"):
+    if preset and entry.backend not in PRESET_BACKENDS:
         raise ValidationError({"preset": f"prompt presets are for MLLM judges, not {entry.backend}"})
     return {"backend": entry.backend, "model_ref": model_ref or entry.model_ref,
             "parameters": {**entry.annotator_parameters(), **(parameters or {})},

@@ -30,8 +30,24 @@ from dataclasses import dataclass
 from mlworkers.backends.base import ReadBytes
 
 
+# DataLoader workers decode previews while the main process feeds the device: it keeps 2 cores
+# (the forward pass and the collation, pinning and copying), the rest decode. 4 workers (about
+# 1,700 images/s) would starve a ViT-L/14 on one GPU (about 2,650 images/s); 12 decode faster
+# than any one of our judges scores.
+KEPT_FOR_MAIN_PROCESS = 2
+MAX_NUM_WORKERS = 12
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask, which containers and taskset narrow)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
 def default_num_workers() -> int:
-    return min(4, os.cpu_count() or 1)
+    """DataLoader workers for the cores this worker has: all but 2, at most 12 (0: decode in-process)."""
+    return min(MAX_NUM_WORKERS, max(0, usable_cores() - KEPT_FOR_MAIN_PROCESS))
 
 
 @dataclass

@@ -18,6 +18,7 @@ from annotation.selectors import project_require_writable
 from core.audit import audit_record
 from core.jobs import job_cancel, job_requeue
 from core.models import AuditAction
+from core.text import holds_unstorable_text
 from mlworkers import hub
 from mlworkers.backends.base import BackendError, backend_class, backend_names
 from mlworkers.models import MAX_SAMPLES, AutoAnnotationJob
@@ -112,6 +113,8 @@ def machine_annotator_check(*, backend: str, model_ref: str, parameters: dict,
         raise ValidationError({"backend": str(exc)}) from None
     if not isinstance(parameters, dict):
         raise ValidationError({"parameters": "must be a JSON object"})
+    if holds_unstorable_text(parameters):
+        raise ValidationError({"parameters": "must not contain NUL characters or unpaired surrogates"})
     try:
         cls.check_parameters(parameters)
     except BackendError as exc:

@@ -73,6 +73,38 @@ def test_a_method_a_view_does_not_have_is_answered_405_in_the_error_shape(resear
 
 
 @pytest.mark.django_db
+def test_a_body_of_a_media_type_an_operation_does_not_read_is_answered_415_as_the_schema_documents(researcher,
+                                                                                                   project):
+    response = client_for(researcher).generic("POST", "/api/v1/projects/cats/members/", b"anna",
+                                              content_type="application/octet-stream")
+
+    assert_error_shape(response, 415, "application/octet-stream")
+    paths = APIClient().get("/api/schema/?format=json").json()["paths"]
+    assert "415" in paths["/api/v1/projects/{slug}/members/"]["post"]["responses"]
+    assert "415" not in paths["/api/v1/projects/{slug}/members/"]["get"]["responses"]  # reads no body
+
+
+@pytest.mark.django_db
+def test_whole_numbers_past_what_the_database_holds_are_a_400_naming_the_field(researcher, project):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from annotation.models import MachineAnnotator, Membership
+
+    Membership.objects.filter(project=project, user=researcher).update(role=Membership.Role.ADMIN)
+    judge = MachineAnnotator.objects.create(name="judge", backend="openai_chat", model_ref="m", version="v1",
+                                            parameters={"base_url": "http://127.0.0.1:9/v1"})
+    client = client_for(researcher)
+    manifest = SimpleUploadedFile("m.jsonl", b'{"prompt": "a cat", "image": "a.png"}\n')
+
+    imported = client.post("/api/v1/projects/cats/imports/", {"manifest": manifest, "max_pairs_per_prompt": 2**31})
+    launched = client.post("/api/v1/projects/cats/auto-jobs/", {"machine_annotator": judge.pk, "kind": "score",
+                                                                 "sample_size": 2**31}, format="json")
+
+    assert_error_shape(imported, 400, "max_pairs_per_prompt")
+    assert_error_shape(launched, 400, "sample_size")
+
+
+@pytest.mark.django_db
 def test_an_unknown_api_path_is_answered_404_in_the_error_shape_for_any_method(researcher):
     client = client_for(researcher)
 

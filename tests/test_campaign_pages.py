@@ -273,6 +273,7 @@ def test_an_annotator_sees_units_left_for_them_and_no_management(annotator, proj
     assert response.context["projects"][0]["tasks"][0]["left_in_project"] == 2
     assert 'data-testid="left-cats-pairwise">2<' in html and 'data-testid="today-cats-pairwise">0<' in html
     assert 'data-testid="new-project"' not in html and 'data-testid="settings-link-cats"' not in html
+    assert 'data-testid="members-link-cats"' not in html and 'data-testid="join-with-code"' in html
 
 
 def test_a_researcher_sees_progress_latest_run_and_export_and_new_project(researcher, project):
@@ -286,6 +287,7 @@ def test_a_researcher_sees_progress_latest_run_and_export_and_new_project(resear
     assert f'href="/filter-runs/{newer.pk}/" data-testid="latest-run-cats">strict v2<' in html
     assert f'href="/exports/{export.pk}/" data-testid="latest-export-cats"' in html
     assert "0 of 0 units complete" in html
+    assert 'href="/projects/cats/members/"' in html and 'data-testid="members-link-cats"' in html
 
 
 def test_someone_with_no_project_and_no_permission_sees_no_new_project_button(db):
@@ -307,3 +309,75 @@ def test_the_upload_form_is_checked_for_its_csrf_token(researcher, project):
     manifest = SimpleUploadedFile("m.jsonl", b'{"prompt": "a cat", "image": "https://example.org/a.png"}\n')
     assert client.post(f"/projects/{project.slug}/imports/", {"manifest": manifest}).status_code == 403
     assert not ImportJob.objects.exists()
+
+
+def test_the_lease_length_set_in_the_form_is_how_long_a_unit_stays_reserved(researcher, project, annotator):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from annotation.assignment import assignments_lease_next
+    from annotation.services import work_units_open
+
+    form = project_form(lease_minutes="7")
+    form.pop("slug")
+    client_of(researcher).post(f"/projects/{project.slug}/settings/", form)
+    project.refresh_from_db()
+    assert project.lease_minutes == 7
+    prompts_with_all_pairs(project, prompts=1, images_per_prompt=2)
+    work_units_open(project=project)
+    membership = Membership.objects.select_related("project", "user").get(project=project, user=annotator)
+    [lease] = assignments_lease_next(membership=membership, task_type="pairwise", count=1)
+    assert abs(lease.expires_at - timezone.now() - timedelta(minutes=7)) < timedelta(seconds=30)
+
+    form["lease_minutes"] = ""  # blank: back to the platform's WORK_LEASE_MINUTES
+    client_of(researcher).post(f"/projects/{project.slug}/settings/", form)
+    project.refresh_from_db()
+    assert project.lease_minutes is None
+
+
+def test_a_lease_length_past_a_day_is_refused_beside_its_field(researcher, project):
+    form = project_form(lease_minutes="5000")
+    form.pop("slug")
+    response = client_of(researcher).post(f"/projects/{project.slug}/settings/", form)
+    assert response.status_code == 400 and "1440" in response.context["errors"]["lease_minutes"]
+
+
+def test_an_import_from_an_s3_prefix_reads_relative_paths_as_keys_under_it(researcher, project, s3_settings):
+    from tests.conftest import image_bytes
+
+    client, bucket = s3_settings.client, s3_settings.bucket
+    client.put_object(Bucket=bucket, Key="batch/7/one.png", Body=image_bytes(color=(1, 2, 3)))
+    client.put_object(Bucket=bucket, Key="batch/7/two.png", Body=image_bytes(color=(9, 8, 7)))
+    client.put_object(Bucket=bucket, Key="secret.png", Body=image_bytes(color=(5, 5, 5)))
+    manifest = (b'{"prompt": "p", "image": "one.png"}\n{"prompt": "p", "image": "two.png"}\n'
+                b'{"prompt": "p", "image": "../../secret.png"}\n')
+    client_of(researcher).post(f"/projects/{project.slug}/imports/", {
+        "manifest": SimpleUploadedFile("m.jsonl", manifest), "s3_prefix": f"s3://{bucket}/batch/7"})
+    job = ImportJob.objects.get()
+    assert job.images_root == f"s3://{bucket}/batch/7"
+    import_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert (job.images_created, job.rejected) == (2, 1)
+    assert "outside the S3 prefix" in ImportLineError.objects.get(job=job).message
+
+
+def test_a_malformed_s3_prefix_or_one_beside_a_server_folder_is_refused(researcher, project, settings, tmp_path):
+    settings.IMPORT_LOCAL_ROOTS = [str(tmp_path)]
+    client = client_of(researcher)
+    for form in ({"s3_prefix": "s3://Bad_Bucket/x"}, {"s3_prefix": "s3://bucket/../x"},
+                 {"s3_prefix": "s3://bucket/x", "images_root_base": str(tmp_path)}):
+        response = client.post(f"/projects/{project.slug}/imports/",
+                               {"manifest": SimpleUploadedFile("m.jsonl", b'{"prompt": "p", "image": "a.png"}\n'),
+                                **form})
+        assert response.status_code == 400 and response.context["errors"]["images_root"], form
+    assert not ImportJob.objects.exists()
+
+
+def test_the_api_reads_and_sets_the_lease_length_too(researcher, project):
+    from tests.conftest import client_for
+
+    answer = client_for(researcher).patch(f"/api/v1/projects/{project.slug}/", {"lease_minutes": 12}, format="json")
+    assert answer.status_code == 200 and answer.json()["lease_minutes"] == 12
+    project.refresh_from_db()
+    assert project.lease_minutes == 12

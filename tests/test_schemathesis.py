@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import pytest
 import schemathesis
+from django.core.cache import cache
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections, transaction
 from hypothesis import settings as hypothesis_settings
@@ -32,9 +33,9 @@ from mlworkers.models import AutoAnnotationFailure, AutoAnnotationJob
 from tests.curation.export_data import build_export_data
 from tests.factories import UserFactory
 
-# Hypothesis examples per operation (on top of schemathesis' own boundary and example cases):
-# about 5 minutes for the whole API on a 2-core machine.
-MAX_EXAMPLES = 300
+# Hypothesis examples per operation, on top of schemathesis' own boundary and example cases: the
+# whole API (65 operations) in about 4.5 minutes on 2 busy cores (2.5 minutes of CPU).
+MAX_EXAMPLES = 150
 SEED = 20240612
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
@@ -95,6 +96,7 @@ def live_schema(throwaway, request):
         export = throwaway["export"]
         config = schemathesis.Config.from_dict({
             "seed": SEED,
+            "suppress-health-check": ["too_slow"],  # a timing, which a busy CI machine must not turn into a failure
             "headers": {"Authorization": f"Token {throwaway['token']}"},
             "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "database": "none"},
             # Path parameters name the throwaway project's rows, so calls reach past the 404.
@@ -129,27 +131,12 @@ def live_schema(throwaway, request):
         request_finished.connect(close_old_connections)
 
 
-import time, json, os
-STATS = {}
-
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(600)  # a hard stop, well past the run's 4.5 minutes
 @schema.parametrize()
-@hypothesis_settings(deadline=timedelta(seconds=10))
-def test_every_operation_answers_as_its_schema_says(case):
+@hypothesis_settings(deadline=timedelta(seconds=10))  # a call that slow is a bug (or a network wait) here
+def test_every_operation_answers_without_a_server_error_and_as_its_schema_says(case):
+    cache.clear()  # each call meets the same cache too
     with transaction.atomic():
-        t = time.perf_counter()
-        code = "exc"
-        try:
-            r = case.call_and_validate(checks=CHECKS, buffered=True)
-            code = str(r.status_code)
-            if code == "400":
-                msgs = STATS.setdefault("MSG " + case.operation.label, [0, 0, 0, {}])[3]
-                m = r.json().get("message", "")[:90] if r.content[:1] == b"{" else ""
-                msgs[m] = msgs.get(m, 0) + 1
-        finally:
-            e = time.perf_counter() - t
-            st = STATS.setdefault(case.operation.label, [0, 0.0, 0.0, {}])
-            st[0] += 1; st[1] += e; st[2] = max(st[2], e); st[3][code] = st[3].get(code, 0) + 1
-            with open(os.environ.get("ST_STATS", "/tmp/st_stats.json"), "w") as f:
-                json.dump(STATS, f)
+        # buffered: the response is read whole and closed, as a server closes it (uploads with it).
+        case.call_and_validate(checks=CHECKS, buffered=True)
         transaction.set_rollback(True)

@@ -16,7 +16,8 @@ STRICT = {
     "form-action": "'self'",
 }
 PAGES = ["/", "/projects/cats/progress/", "/projects/cats/auto-jobs/", "/projects/cats/filter-runs/",
-         "/projects/cats/exports/", "/work/cats/pairwise/", "/admin/", "/api/docs/"]
+         "/projects/cats/exports/", "/work/cats/pairwise/", "/admin/", "/api/docs/", "/projects/cats/members/",
+         "/join-project/"]
 
 
 def policy(response) -> dict[str, str]:

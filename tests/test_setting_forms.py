@@ -150,3 +150,26 @@ def test_a_bad_option_and_a_bad_destination_are_refused_by_their_fields(browser)
 
     html = browser.post("/projects/cats/exports/", options_post(destination="ftp://x/y")).content.decode()
     assert re.search(r'id="export-destination-error"[^>]*>&#x27;ftp://x/y&#x27;: only local folders', html)
+
+
+def test_a_new_rule_gets_a_control_without_a_template_edit():
+    from django.template.loader import render_to_string
+    from rest_framework import serializers
+
+    from curation.json_fields import NumberField
+    from frontend.setting_forms import OTHER_GROUP, RULE_GROUPS, SettingsForm
+
+    class WithNewRules(FilterRulesSerializer):
+        max_latency_s = NumberField(min_value=0, allow_null=True, default=None, why="must be at least 0",
+                                    help_text="Leave out judgments slower than this.")
+        weights = serializers.DictField(default=dict, help_text="A kind of field the forms do not know.")
+
+    form = SettingsForm(WithNewRules, prefix="rules", groups=RULE_GROUPS)
+    html = render_to_string("frontend/settings_fields.html", {"form": form, "noun": "rules"})
+
+    assert form.fieldsets[-1][0] == OTHER_GROUP
+    assert [c.key for c in form.fieldsets[-1][1]] == ["max_latency_s", "weights"]
+    assert re.search(r'<input type="number" id="rules-max_latency_s" name="rules.max_latency_s" value="" step="any"\s*'
+                     r'min="0"', html)
+    assert 'name="rules.weights" value="{}"' in html and "Leave out judgments slower than this." in html
+    assert form.bind({"rules.max_latency_s": "", "rules.weights": '{"a": 2}'})["weights"] == {"a": 2}

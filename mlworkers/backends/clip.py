@@ -13,7 +13,7 @@ prompt is empty ("empty prompt"); the aesthetic predictor does not read the prom
 that cannot be read or decoded fails alone, with the reason.
 
 Parameters: `aspect`; `batch_size` (default 32); `num_workers` (DataLoader worker processes,
-default `min(4, cpu count)`, 0 reads in the calling process); `model_name` (open_clip built-in
+default: the cores this worker may use less 2, at most 12; 0 reads in the calling process); `model_name` (open_clip built-in
 architecture, `model_ref` then being its checkpoint); `head_path` (laion_aesthetic: the head's
 weights, local, s3:// or hf://); `processor_path` (pickscore: a processor saved elsewhere).
 `model_ref` may name a Hub repo (see `mlworkers.hub`): `hf://org/repo[@revision][/path]`, or

@@ -212,6 +212,22 @@ def test_a_job_on_a_seeded_catalogue_annotator_fails_at_once_saying_the_hub_is_u
     assert time.monotonic() - started < 5
 
 
+@pytest.mark.django_db
+def test_the_demos_machine_annotation_page_offers_the_catalogue_judges_and_says_how_to_use_a_local_server(
+        demo_settings):
+    from django.test import Client
+
+    call_command("demo", "--no-serve", verbosity=0)
+    browser = Client()
+    browser.force_login(get_user_model().objects.get(username="admin"))
+
+    page = browser.get("/projects/demo/auto-jobs/").content.decode()
+
+    assert "PickScore v1 (pickscore," in page and "MLLM judge on Ollama (openai_chat," in page
+    for said in ("model hub unreachable", "http://localhost:11434/v1", "http://localhost:8080/v1", "base_url"):
+        assert said in page
+
+
 @pytest.mark.worker
 @pytest.mark.django_db
 def test_demo_check_starts_web_server_and_worker_and_stops_them(demo_settings, tmp_path, monkeypatch, capsys):

@@ -16,7 +16,7 @@ from core.models import AuditAction, AuditEntry
 from curation.models import FilterRun
 from tests.annotation.test_api import assert_error_shape
 from tests.conftest import client_for
-from tests.factories import MembershipFactory, UserFactory
+from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 PASSWORD = "a long enough passphrase"
@@ -355,3 +355,24 @@ def test_a_join_code_that_does_not_exist_is_refused(project):
 def test_an_outsiders_view_of_an_invitation_shows_no_member_list(project, invite, annotator):
     html = page_client().get(f"/invite/{invite.token}/").content.decode()
     assert "anna" not in html
+
+
+def test_a_mail_server_that_refuses_leaves_the_invitation_to_copy(project, researcher, settings, monkeypatch):
+    import smtplib
+
+    def refuse(*args, **kwargs):
+        raise smtplib.SMTPRecipientsRefused({"col@example.org": (550, b"no such user")})
+
+    settings.EMAIL_HOST = "smtp.example.org"
+    monkeypatch.setattr(invitations, "send_mail", refuse)
+    answer = page_client(researcher).post("/projects/cats/invitations/", {
+        "role": "annotator", "expires_in_days": "7", "max_uses": "1", "email": "col@example.org"}, follow=True)
+    assert "Sending it to col@example.org failed: copy the link" in answer.content.decode()
+    assert Invitation.objects.count() == 1
+
+
+def test_a_malformed_address_creates_nothing(project, researcher):
+    answer = page_client(researcher).post("/projects/cats/invitations/", {
+        "role": "annotator", "expires_in_days": "7", "max_uses": "1", "email": "not an address"}, follow=True)
+    assert "valid email address" in answer.content.decode()
+    assert not Invitation.objects.exists()

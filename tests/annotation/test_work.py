@@ -1,4 +1,5 @@
 """Leasing units, storing submissions and undo, through the workspace API."""
+import json
 import uuid
 from datetime import timedelta
 
@@ -341,12 +342,28 @@ def test_a_second_judgment_on_the_same_unit_is_refused(work_project):
                       "rationale": "x" * 1001}, "1001 characters, over the 1000-character limit"),
     ("artifact_flag", {"has_artifacts": "yes"}, "true or false"),
     ("artifact_flag", {"has_artifacts": True, "reasons": ["<script>"]}, "reasons must come from"),
+    ("aspect_score", {"scores": {"prompt_following": 2, "aesthetic": 1, "fidelity": 1, "harmlessness": 1},
+                      "rationale": "fine\x00"}, "NUL characters"),  # PostgreSQL text cannot hold a NUL
 ])
 def test_values_outside_the_rules_are_refused(work_project, task_type, values, words):
     client = annotator_client(work_project)
     unit = lease(client, task_type, count=1)[0]
 
     assert_refused(submit(client, item(unit, **values)), words)
+
+
+@pytest.mark.parametrize(("values", "words"), [
+    ({"has_artifacts": True, "reasons": ["hands"], "note": {"\ud800": 1}}, "unpaired surrogates"),
+    ({"has_artifacts": True, "idempotency_key": "\ud800-and-a-nul-\x00"}, "idempotency_key must be"),
+])
+def test_text_that_utf8_cannot_encode_is_refused_not_a_server_error(work_project, values, words):
+    client = annotator_client(work_project)
+    unit = lease(client, "artifact_flag", count=1)[0]
+    body = json.dumps({"submissions": [item(unit, **values)]})  # "\ud800" escaped, as JSON.stringify writes it
+
+    response = client.post("/api/v1/projects/cats/work/submit/", body, content_type="application/json")
+
+    assert_refused(response, words)
 
 
 def test_html_in_text_is_stored_as_text(work_project):

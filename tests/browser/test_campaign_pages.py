@@ -45,6 +45,7 @@ def test_a_researcher_creates_a_project_on_an_empty_platform_and_finds_it_at_hom
     page.get_by_test_id("aspect-label-2").fill("Beauty")
     page.get_by_test_id("aspect-key-5").fill("colour")
     page.get_by_test_id("aspect-question-5").fill("Are the colours true?")
+    page.get_by_test_id("field-lease_minutes").fill("45")
     page.get_by_test_id("field-overlap").fill("0")  # refused: shown beside the field, the rest kept
     page.get_by_test_id("field-instructions").fill("# Be kind\n\nPick the **nicer** sunset.")
     page.get_by_test_id("project-save").click()
@@ -58,7 +59,7 @@ def test_a_researcher_creates_a_project_on_an_empty_platform_and_finds_it_at_hom
 
     project = Project.objects.get(slug="sunsets")
     assert project.task_types == ["pairwise", "aspect_score", "personal_rating"]
-    assert project.overlap == 2 and project.aspects[1]["label"] == "Beauty"
+    assert project.overlap == 2 and project.lease_minutes == 45 and project.aspects[1]["label"] == "Beauty"
     assert project.aspect_keys[-1] == "colour"
 
     page.goto(f"{live_server.url}/projects/sunsets/settings/")

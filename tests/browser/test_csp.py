@@ -3,6 +3,7 @@ page's response carries the header."""
 import pytest
 
 from annotation.models import ImportJob, ImportLineError
+from annotation.invitations import invitation_create
 from curation.models import DatasetExport
 from mlworkers.models import AutoAnnotationJob
 from tests.browser.conftest import sign_in
@@ -58,6 +59,7 @@ def test_every_main_page_runs_without_a_csp_violation(watched, live_server, camp
     import_job = ImportJob.objects.create(project=campaign, manifest_key="imports/x.jsonl", lines_total=2,
                                           lines_done=2, rejected=1, status="succeeded")
     ImportLineError.objects.create(job=import_job, line=2, field="image", message="file not found: x.png")
+    invitation = invitation_create(project=campaign, actor=researcher, join_code=True)
     researcher.is_staff = researcher.is_superuser = True  # for the admin's pages
     researcher.save()
 
@@ -80,6 +82,9 @@ def test_every_main_page_runs_without_a_csp_violation(watched, live_server, camp
         (f"/filter-runs/{data.run.pk}/", "[data-testid=agreement-plot]"),
         ("/projects/cats/exports/", "[data-testid=export-form]"),
         (f"/exports/{export.pk}/", "[data-testid=export-status]"),
+        ("/projects/cats/members/", "[data-testid=invitation-copy]"),
+        (f"/invite/{invitation.token}/", "[data-testid=invitation-page]"),
+        ("/join-project/", "[data-testid=join-code-form]"),
         ("/projects/new/", "[data-testid=project-form]"),
         ("/projects/cats/settings/", "[data-testid=archive-form]"),
         ("/projects/cats/imports/", "[data-testid=import-form]"),

@@ -20,6 +20,8 @@ REFUSED = {
         {"backend": "clipscore", "model_ref": "/no/such/model"}, "model_ref",
         "no such local path: /no/such/model (a model on the Hub is named hf://org/repo[@revision] or "
         "hf-hub:org/repo; one on S3 s3://bucket/key)"),
+    "a local path too long for the filesystem": (
+        {"backend": "clipscore", "model_ref": "m" * 300}, "model_ref", f"no such local path: {'m' * 300} "),
     "a malformed Hub id": (
         {"backend": "clipscore", "model_ref": "hf://just-an-org"}, "model_ref",
         "malformed Hub reference 'hf://just-an-org': expected hf://org/repo[@revision][/path/in/repo]"),
@@ -40,6 +42,9 @@ REFUSED = {
     "a value the backend refuses": (
         {"backend": "openai_chat", "model_ref": "judge", "parameters": {"base_url": "ftp://judge.example/v1"}},
         "parameters", "openai_chat: parameter base_url must be an http(s) URL such as http://127.0.0.1:8000/v1"),
+    "a parameter holding a NUL, which PostgreSQL cannot store": (
+        {"backend": "openai_chat", "model_ref": "judge", "parameters": {"base_url": "http://127.0.0.1:8000/v1\x00"}},
+        "parameters", "must not contain NUL characters or unpaired surrogates"),
     "a parameter the backend needs, missing": (
         {"backend": "laion_aesthetic"}, "parameters",
         "laion_aesthetic needs the parameter head_path: the aesthetic head's weights file"),

@@ -3,7 +3,6 @@ from it scores with the formula the entry names. The loopback Hub (hub_server.py
 models of each entry's architecture family under the entry's own repo ids and file names, so the
 annotator keeps the entry's references; only open_clip's architecture name is swapped for a tiny
 one (ViT-L/14 and ViT-H/14 are too big for a test)."""
-import io
 import json
 import re
 
@@ -17,7 +16,7 @@ from mlworkers.pipeline import decode_rgb
 from mlworkers.verdicts import score_prompt
 from tests.conftest import client_for
 from tests.mlworkers.chat_server import Reply
-from tests.mlworkers.test_clip_backends import two_prompts, values, webp_preview
+from tests.mlworkers.test_clip_backends import two_prompts, webp_preview
 from tests.mlworkers.test_mllm_backend import ASPECTS as MLLM_ASPECTS
 from tests.mlworkers.test_mllm_backend import SCORE_ANSWER, Storage
 from tests.mlworkers.test_openai_compat import ASPECTS as CHAT_ASPECTS
@@ -293,3 +292,22 @@ def test_the_admin_add_form_offers_the_catalogue_and_creates_from_an_entry(hub_s
     assert judge.name == entry.label and judge.backend == "laion_aesthetic" and judge.model_ref == entry.model_ref
     assert judge.parameters == {**entry.annotator_parameters(), "batch_size": 8}
     assert judge.model_commits == commits and judge.created_by == platform_admin
+
+
+@pytest.mark.django_db
+def test_the_admin_applies_a_preset_to_an_mllm_judge_and_refuses_it_on_a_scorer(chat_server, platform_admin,
+                                                                                tmp_path):
+    browser = Client()
+    browser.force_login(platform_admin)
+    form = {"catalogue": "", "prompt_template": "", "is_active": "on"}
+
+    judge = browser.post("/admin/annotation/machineannotator/add/", {
+        **form, "preset": "visionprefer_fidelity", "name": "served", "backend": "openai_chat", "model_ref": "judge",
+        "parameters": json.dumps({"base_url": chat_server.base_url})})
+    scorer = browser.post("/admin/annotation/machineannotator/add/", {
+        **form, "preset": "visionprefer", "name": "clip", "backend": "clipscore", "model_ref": str(tmp_path),
+        "parameters": "{}"})
+
+    assert judge.status_code == 302
+    assert MachineAnnotator.objects.get().prompt_template == catalogue.PRESETS["visionprefer_fidelity"].template
+    assert scorer.context["adminform"].form.errors == {"preset": ["prompt presets are for MLLM judges, not clipscore"]}

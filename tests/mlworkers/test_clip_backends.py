@@ -384,3 +384,13 @@ def test_devices_and_precisions_on_this_machine():
     assert pick_device() == ("cuda" if torch.cuda.is_available() else "cpu")
     assert autocast_dtype("cpu") == torch.float32
     assert local_path(str(ROOT / "README.md")) == ROOT / "README.md"
+
+
+@pytest.mark.parametrize(("cores", "workers"), [(1, 0), (2, 0), (3, 1), (8, 6), (14, 12), (64, 12)])
+def test_dataloader_workers_are_the_cores_the_worker_may_use_less_two_up_to_twelve(monkeypatch, cores, workers):
+    import os
+
+    from mlworkers import pipeline
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    assert pipeline.default_num_workers() == workers
