@@ -10,7 +10,6 @@ prompt and sha256, comparisons per pair.
 import json
 import math
 import random
-import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +24,7 @@ from annotation.bulk import db_now, insert_new_rows, insert_rows, reserve_ids
 from annotation.image_files import ImageCheckError, StoredImage, check_and_store
 from annotation.image_sources import ImageSourceError, SourcePolicy, read_image_source
 from annotation.models import Comparison, Image, Project, Prompt, text_digest
+from core.text import UNSTORABLE
 
 READ_THREADS = 4
 _BIGINT = 2**63
@@ -86,14 +86,13 @@ def _not_a_json_number(name: str):
     raise ValueError(f"{name} is not a JSON number")
 
 
-# PostgreSQL stores no NUL in text or jsonb, and text holding an unpaired surrogate (JSON can
-# write one as "\ud800") cannot be encoded as UTF-8: a value with either would fail its whole chunk.
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# PostgreSQL stores no NUL in text or jsonb, and text holding an unpaired surrogate cannot be
+# encoded as UTF-8 (core.text): a value with either would fail its whole chunk.
 
 
 def _unstorable(text: str) -> str | None:
     """Why `text` cannot be stored, or None."""
-    match = _UNSTORABLE.search(text)
+    match = UNSTORABLE.search(text)
     if match is None:
         return None
     char = match.group()
@@ -103,7 +102,7 @@ def _unstorable(text: str) -> str | None:
 def _shown(text: str, limit: int = 80) -> str:
     """`text` safe to store in an error message: NULs and unpaired surrogates written as escapes."""
     text = text if len(text) <= limit else text[:limit] + "..."
-    return _UNSTORABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return UNSTORABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _check_storable(obj: dict) -> None:

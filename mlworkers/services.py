@@ -6,7 +6,6 @@ import json
 import logging
 import random
 from dataclasses import dataclass
-from pathlib import Path
 
 from celery import current_app
 from django.core.exceptions import ValidationError
@@ -68,13 +67,6 @@ def _references(cls, model_ref: str, parameters: dict) -> list[tuple[str, str, s
                     if parameters.get(name)]
 
 
-def _local_path_exists(text: str) -> bool:
-    try:
-        return Path(text).expanduser().exists()
-    except (OSError, RuntimeError, ValueError):  # a name too long for the filesystem; ~user with no such user; a NUL
-        return False
-
-
 def _check_reference(cls, name: str, text: str, files: str) -> hub.HubRef | None:
     """The Hub reference `text` is (None for a local path or an S3 key); ValidationError, by
     field, for one that cannot name weights: a local path that does not exist here, an ill-formed
@@ -91,7 +83,7 @@ def _check_reference(cls, name: str, text: str, files: str) -> hub.HubRef | None
         ref = hub.parse(text, files=files)
     except BackendError as exc:
         raise ValidationError({field: f"{what}{exc}"}) from None
-    if ref is None and not _local_path_exists(text):
+    if ref is None and not hub.path_exists(text):
         forms = "hf://org/repo[@revision]" + (" or hf-hub:org/repo" if files == hub.FILES_OPEN_CLIP else "") + \
             (" or org/repo" if files in hub.PLAIN_ID_FILES else "")
         raise ValidationError({field: f"{what}no such local path: {text} (a model on the Hub is named {forms}; "
