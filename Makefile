@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 
-.PHONY: demo test bench install install-dev lint clean
+.PHONY: demo test bench screenshots install install-dev lint clean vendor
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,17 @@ demo: install
 test: install-dev
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Rewrite the pages' screenshot baselines (tests/browser/baselines/) after a meant change of the
+# pages; review the PNGs before committing them.
+screenshots: install-dev
+	UPDATE_BASELINES=1 $(PY) -m pytest tests/browser/test_visual.py $(PYTEST_ARGS)
+
 bench: install-dev
 	$(PY) bench/run_all.py
+
+# The report's charting libraries, downloaded again pinned by version and sha256 (the files are committed).
+vendor:
+	frontend/vendor.sh
 
 clean:
 	rm -rf var/broker var/test.sqlite3 .pytest_cache

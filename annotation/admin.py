@@ -8,7 +8,7 @@ from django.urls import path, reverse
 from annotation import selectors, services
 from annotation.models import (
     AnnotatorProfile, ArtifactFlag, AspectScore, Comparison, Image, ImportJob, ImportLineError,
-    Membership, PersonalRating, PreferenceJudgment, Project, Prompt,
+    Membership, PersonalRating, PreferenceJudgment, Project, Prompt, StudyLink, StudyParticipant,
 )
 
 
@@ -257,3 +257,27 @@ class ImportJobAdmin(admin.ModelAdmin):
     search_fields = ["project__slug", "message"]
     readonly_fields = [f.name for f in ImportJob._meta.fields]
     inlines = [ImportLineErrorInline]
+
+
+class StudyRecordAdmin(admin.ModelAdmin):
+    """Study links and participants as they are: they are made and changed on the members page and
+    the link's page (or the API), through `annotation.studies`, which audits each change."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(StudyLink)
+class StudyLinkAdmin(StudyRecordAdmin):
+    list_display = ["id", "project", "task_type", "platform", "quota", "is_active", "created_by", "created_at"]
+    list_filter = ["is_active", "platform", "project"]
+
+
+@admin.register(StudyParticipant)
+class StudyParticipantAdmin(StudyRecordAdmin):
+    list_display = ["id", "link", "participant_id", "user", "started_at", "completed_at", "rejected_at"]
+    list_filter = ["link__project"]
+    search_fields = ["participant_id", "user__username"]

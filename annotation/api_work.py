@@ -9,6 +9,7 @@ from annotation import selectors
 from annotation.assignment import assignments_lease_next, require_active
 from annotation.judging import submission_undo_last, submissions_store
 from annotation.models import AnnotatorProfile, TaskType
+from annotation.studies import study_work_finished
 from core.api_support import ARCHIVED, ERRORS, ErrorSerializer
 
 
@@ -39,6 +40,21 @@ class UnitsSerializer(serializers.Serializer):
     no_more_work = serializers.BooleanField()
 
 
+class CompletionSerializer(serializers.Serializer):
+    code = serializers.CharField(allow_blank=True, help_text="The completion code to give the platform.")
+    url = serializers.CharField(allow_null=True, help_text="Where to send the participant, when the study set one.")
+    quota = serializers.IntegerField()
+    judged = serializers.IntegerField()
+
+
+class WorkNextSerializer(UnitsSerializer):
+    state = serializers.ChoiceField(
+        choices=["work", "quota_done", "no_work_left"],
+        help_text="work: units are listed; quota_done: a study participant reached their quota; no_work_left: "
+                  "nothing is left for this person now.")
+    completion = CompletionSerializer(allow_null=True, help_text="For study participants once their work ends.")
+
+
 def _membership_for_work(request, slug, task_type=None):
     membership = selectors.membership_for_work(user=request.user, slug=slug)
     project = membership.project
@@ -63,7 +79,7 @@ class WorkNextApi(APIView):
         count = serializers.IntegerField(min_value=1, max_value=10, default=3)
 
     @extend_schema(operation_id="work_next", request=InputSerializer,
-                   responses={200: UnitsSerializer, **ERRORS, **ARCHIVED})
+                   responses={200: WorkNextSerializer, **ERRORS, **ARCHIVED})
     def post(self, request, slug):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -71,9 +87,13 @@ class WorkNextApi(APIView):
         membership = _membership_for_work(request, slug, task_type)
         leased = assignments_lease_next(membership=membership, task_type=task_type, count=data.validated_data["count"])
         units = selectors.assignment_payloads(assignments=leased)
-        # The payload is built in the shape UnitsSerializer documents; serializing it again
+        # The payload is built in the shape WorkNextSerializer documents; serializing it again
         # would cost the hot path about a millisecond.
-        return Response({"units": units, "no_more_work": not units})
+        answer = {"units": units, "no_more_work": not units, "state": "work" if units else "no_work_left",
+                  "completion": None}
+        if not units:
+            answer.update(study_work_finished(project=membership.project, annotator=request.user, task_type=task_type))
+        return Response(answer)
 
 
 class SubmitItemSerializer(serializers.Serializer):

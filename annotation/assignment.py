@@ -16,6 +16,7 @@ from rest_framework.exceptions import PermissionDenied
 
 from annotation.models import Assignment, Membership, Project, TaskType, WorkUnit
 from annotation.selectors import project_require_writable
+from annotation.study_quota import study_participant_for_work, study_require_task_type, study_units_given
 
 MAX_LEASE_BATCH = 10
 
@@ -83,7 +84,9 @@ def assignments_lease_next(*, membership: Membership, task_type: str, count: int
     """The person's unexpired leases of this task type first, then new ones up to `count`.
 
     New units: a gold unit at the project's gold rate per slot, else the non-gold units below
-    the overlap that this person never had, fullest first, a prompt's units together.
+    the overlap that this person never had, fullest first, a prompt's units together. A study
+    participant gets new units only while those they judged and hold stay within their link's
+    quota, and only of their link's task type.
     """
     require_active(membership)
     project, annotator = membership.project, membership.user
@@ -92,11 +95,17 @@ def assignments_lease_next(*, membership: Membership, task_type: str, count: int
     now = timezone.now()
     expires_at = now + project.lease_length
     with transaction.atomic():
+        participant = study_participant_for_work(project=project, annotator=annotator, lock=True)
+        if participant is not None:
+            study_require_task_type(participant=participant, task_type=task_type)
         held = list(Assignment.objects.filter(annotator=annotator, project=project, task_type=task_type,
                                               status=Assignment.Status.ACTIVE).order_by("id")[:MAX_LEASE_BATCH])
         if held:
             Assignment.objects.filter(id__in=[a.id for a in held]).update(expires_at=expires_at)
         need = count - len(held)
+        if participant is not None and need > 0:
+            # Never beyond the quota: what they judged and what they hold count, under their row lock.
+            need = min(need, participant.link.quota - study_units_given(participant=participant))
         if need <= 0:
             return held
         gold_slots = sum(random.random() < project.gold_rate for _ in range(need))

@@ -10,6 +10,7 @@ prompt and sha256, comparisons per pair.
 import json
 import math
 import random
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -105,6 +106,11 @@ def _shown(text: str, limit: int = 80) -> str:
     return UNSTORABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
+# A parsed line can only hold a NUL or an unpaired surrogate if its text holds one, or an escape
+# that makes one (\u0000, \ud800-\udfff): lines without either skip the walk over every value.
+_MAY_BE_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]|\\u(?:0000|[dD][89a-fA-F])")
+
+
 def _check_storable(obj: dict) -> None:
     """Raise LineInvalid for the first key or string anywhere in the line that cannot be stored."""
     for key in obj:
@@ -143,7 +149,8 @@ def parse_line(number: int, raw: str) -> ManifestEntry:
         raise LineInvalid("", "not valid JSON (nested too deeply)") from None
     if not isinstance(obj, dict):
         raise LineInvalid("", "a line must be a JSON object")
-    _check_storable(obj)
+    if _MAY_BE_UNSTORABLE.search(raw):
+        _check_storable(obj)
     unknown = set(obj) - ALLOWED_KEYS
     if unknown:
         raise LineInvalid(sorted(unknown)[0], f"unknown field(s) {', '.join(sorted(unknown))}; "

@@ -22,6 +22,7 @@ from annotation.models import (
     ArtifactFlag, AspectScore, Assignment, Membership, PersonalRating, PreferenceJudgment, Source, Submission, TaskType,
     WorkUnit,
 )
+from annotation.study_quota import study_participant_for_work, study_units_given
 from core.text import UNSTORABLE, holds_unstorable_text
 
 ARTIFACT_REASONS = ["anatomy", "hands", "face", "text", "blur", "noise", "duplication", "cut_off", "distortion", "other"]
@@ -115,6 +116,9 @@ def _shape_problem(item) -> SubmissionOutcome | None:
 def _store_batch(membership, items, todo, outcomes) -> None:
     """Decide every item of `todo` and write the accepted ones; caller holds a transaction."""
     project, annotator = membership.project, membership.user
+    # A study participant's row is locked before their assignments, in the order the lease path takes.
+    participant = study_participant_for_work(project=project, annotator=annotator, lock=True)
+    quota_room = None if participant is None else participant.link.quota - study_units_given(participant=participant)
     assignments = {a.id: a for a in Assignment.objects.select_for_update(of=("self",))
                    .select_related("unit", "unit__comparison")
                    .filter(id__in={items[i]["assignment"] for i in todo}, annotator=annotator, project=project)
@@ -141,8 +145,14 @@ def _store_batch(membership, items, todo, outcomes) -> None:
             skipping = bool(item.get("skip"))
             judgments = [] if skipping else _judgments_for(project, annotator, assignment, item)
             if assignment.status == Assignment.Status.EXPIRED:
+                if quota_room is not None and quota_room <= 0:
+                    raise SubmissionRejected(
+                        f"your lease on this unit expired and your study's quota of {participant.link.quota} units "
+                        f"is reached with the units you judged and hold since; this answer was not stored")
                 _reclaim_expired(project, assignment)
                 reactivated.append(assignment.unit_id)
+                if quota_room is not None:
+                    quota_room -= 1
         except SubmissionRejected as exc:
             outcomes[i] = SubmissionOutcome(key, "rejected", str(exc))
             continue

@@ -602,3 +602,65 @@ class Invitation(models.Model):
 
     def __str__(self):
         return f"invitation {self.pk} to {self.project} as {self.role}"
+
+
+# --- crowd-platform studies -------------------------------------------------------------------
+
+class StudyLink(models.Model):
+    """A link (`/join/<token>/`) a researcher posts on a crowd platform (Prolific, or any platform
+    that appends its own participant id): whoever opens it with a participant id works on one task
+    type of the project as a pseudonymous annotator, up to `quota` units, and is then shown
+    `completion_code` (or sent to `completion_url`)."""
+
+    class Platform(models.TextChoices):
+        PROLIFIC = "prolific", "Prolific (PROLIFIC_PID, STUDY_ID, SESSION_ID)"
+        GENERIC = "generic", "Other platform (participant_id)"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="study_links")
+    task_type = models.CharField(max_length=16, choices=TaskType.choices)
+    token = models.CharField(max_length=64, unique=True, editable=False)
+    platform = models.CharField(max_length=16, choices=Platform.choices, default=Platform.PROLIFIC)
+    quota = models.PositiveIntegerField(validators=[MinValueValidator(1)],
+                                        help_text="Units each participant is given (judged or held).")
+    completion_code = models.CharField(max_length=64, blank=True,
+                                       help_text="Shown to a participant whose quota is done or who has no work left.")
+    completion_url = models.URLField(max_length=500, blank=True,
+                                     help_text="Where a finished participant is sent, e.g. "
+                                               "https://app.prolific.com/submissions/complete?cc=CODE")
+    is_active = models.BooleanField(default=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    deactivated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [models.CheckConstraint(condition=Q(quota__gte=1), name="study_link_quota_positive")]
+
+    def __str__(self):
+        return f"study link {self.pk} to {self.project} ({self.task_type})"
+
+
+class StudyParticipant(models.Model):
+    """A person who came through a study link. Their platform ids are kept here and nowhere else:
+    their account has a generated username and no password, and exports name them by their
+    profile's pseudonym only."""
+
+    link = models.ForeignKey(StudyLink, on_delete=models.CASCADE, related_name="participants")
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="study_participant")
+    participant_id = models.CharField(max_length=128)
+    study_id = models.CharField(max_length=128, blank=True)
+    session_id = models.CharField(max_length=128, blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True,
+                                        help_text="When they were first shown the completion code.")
+    rejected_at = models.DateTimeField(null=True, blank=True)
+    rejected_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+")
+    rejection_reason = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["link", "participant_id"], name="study_participant_unique_id")]
+
+    def __str__(self):
+        return f"participant {self.pk} of {self.link_id}"

@@ -289,7 +289,22 @@ def project_progress(*, project: Project) -> dict:
                            "median_ms": statistics.median(latencies) if latencies else None, "last_at": row["last"]})
     active = Assignment.objects.filter(project=project, status=Assignment.Status.ACTIVE,
                                        expires_at__gt=timezone.now()).count()
-    return {"task_types": task_types, "annotators": annotators, "active_leases": active}
+    return {"task_types": task_types, "annotators": annotators, "active_leases": active,
+            "overlap_warning": _overlap_warning(project)}
+
+
+def _overlap_warning(project: Project) -> str:
+    """Why units can never complete, when the overlap asks for more judgments per unit than the
+    project has active annotators (each person judges a unit once); "" otherwise."""
+    from annotation.models import Membership
+
+    people = Membership.objects.filter(project=project, role=Membership.Role.ANNOTATOR,
+                                       status=Membership.Status.ACTIVE).count()
+    if project.overlap <= people:
+        return ""
+    return (f"Each unit wants {project.overlap} judgments from different annotators, but the project has "
+            f"{people} active annotator{'' if people == 1 else 's'}: no unit can complete, and what is remaining "
+            f"is more than they can take. Invite more annotators or lower the overlap in the settings.")
 
 
 # --- campaign pages (home, imports) --------------------------------------------------------
@@ -382,3 +397,98 @@ def member_judgment_counts(*, project: Project) -> dict[int, int]:
     rows = (Submission.objects.filter(project=project, kind=Submission.Kind.JUDGED, retracted_at__isnull=True)
             .values("annotator_id").annotate(n=Count("id")).order_by())
     return {row["annotator_id"]: row["n"] for row in rows}
+
+
+# --- crowd-platform studies -----------------------------------------------------------------
+
+def study_link_list(*, project: Project) -> QuerySet:
+    """The project's study links, newest first, each with its number of participants: for its
+    researchers and admins, who reach it through `project_get_for_user(manage=True)`."""
+    from django.db.models import Count
+
+    from annotation.models import StudyLink
+
+    return (StudyLink.objects.filter(project=project).select_related("created_by", "project")
+            .annotate(participant_count=Count("participants")).order_by("-id"))
+
+
+def study_link_get_for_user(*, user, slug: str, link_id: int):
+    """One study link of project `slug`, for the project's researchers and admins (Http404 /
+    PermissionDenied as `project_get_for_user(manage=True)` decides)."""
+    project = project_get_for_user(user=user, slug=slug, manage=True)
+    found = study_link_list(project=project).filter(pk=link_id).first()
+    if found is None:
+        raise Http404(f"No study link {link_id} in project {slug!r}.")
+    return found
+
+
+def study_link_url(*, request, link) -> str:
+    """The link to post on the platform, absolute when there is a `request`, with the platform's
+    placeholders for its own parameters (Prolific fills in `{{%PROLIFIC_PID%}}` and the others)."""
+    from django.urls import reverse
+
+    from annotation.models import StudyLink
+
+    path = reverse("study-join", kwargs={"token": link.token})
+    base = request.build_absolute_uri(path) if request is not None else path
+    if link.platform == StudyLink.Platform.PROLIFIC:
+        return base + "?PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}"
+    return base + "?participant_id=PARTICIPANT_ID"
+
+
+def study_link_by_token(*, token: str):
+    """The study link with `token`, with its project; Http404 when there is none."""
+    from annotation.models import StudyLink
+
+    found = StudyLink.objects.select_related("project").filter(token=token).first() if token else None
+    if found is None:
+        raise Http404("No such study link: check that the link was copied whole.")
+    return found
+
+
+def study_participant_get_for_user(*, user, slug: str, link_id: int, participant_id: int):
+    """One participant (by the row's id, never the platform's) of a study link, for the project's
+    researchers and admins."""
+    link = study_link_get_for_user(user=user, slug=slug, link_id=link_id)
+    found = link.participants.select_related("link__project", "user").filter(pk=participant_id).first()
+    if found is None:
+        raise Http404(f"No participant {participant_id} in study link {link_id}.")
+    return found
+
+
+def study_participant_rows(*, link, participants=None) -> list[dict]:
+    """Each of `participants` (default: every participant of `link`, in the order they came) with
+    what the researcher's page and API show: the participant (platform ids included), their
+    pseudonym, units judged and held, time spent (from opening the link to their last live judgment:
+    judgments arrive in batches, so first-to-last judgment reads 0 s for a quick participant) and status
+    (working, completed or rejected)."""
+    from django.db.models import Count, Max, Min
+
+    from annotation.models import AnnotatorProfile, Assignment, Submission
+
+    if participants is None:
+        participants = link.participants.order_by("id")
+    participants = list(participants)
+    users = [p.user_id for p in participants]
+    counts: dict[tuple[int, str], int] = {}
+    for row in (Assignment.objects.filter(project_id=link.project_id, task_type=link.task_type, annotator_id__in=users,
+                                          status__in=[Assignment.Status.COMPLETED, Assignment.Status.ACTIVE])
+                .values("annotator_id", "status").annotate(n=Count("id")).order_by()):
+        counts[(row["annotator_id"], row["status"])] = row["n"]
+    spans = {row["annotator_id"]: (row["first"], row["last"]) for row in (
+        Submission.objects.filter(project_id=link.project_id, annotator_id__in=users, kind=Submission.Kind.JUDGED,
+                                  retracted_at__isnull=True, assignment__task_type=link.task_type)
+        .values("annotator_id").annotate(first=Min("created_at"), last=Max("created_at")).order_by())}
+    pseudonyms = dict(AnnotatorProfile.objects.filter(user_id__in=users).values_list("user_id", "pseudonym"))
+    rows = []
+    for participant in participants:
+        first, last = spans.get(participant.user_id, (None, None))
+        status = ("rejected" if participant.rejected_at else "completed" if participant.completed_at else "working")
+        rows.append({
+            "participant": participant, "pseudonym": pseudonyms.get(participant.user_id),
+            "judged": counts.get((participant.user_id, Assignment.Status.COMPLETED), 0),
+            "held": counts.get((participant.user_id, Assignment.Status.ACTIVE), 0),
+            "first_judgment_at": first, "last_judgment_at": last,
+            "seconds_spent": (last - participant.started_at).total_seconds() if last else 0.0, "status": status,
+        })
+    return rows

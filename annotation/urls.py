@@ -1,6 +1,6 @@
 from django.urls import path
 
-from annotation import api, api_invitations, api_work
+from annotation import api, api_invitations, api_studies, api_work
 
 urlpatterns = [
     path("auth/token/", api.TokenApi.as_view(), name="auth-token"),
@@ -34,4 +34,11 @@ urlpatterns = [
     path("imports/<int:job_id>/", api.ImportJobDetailApi.as_view(), name="import-detail"),
     path("imports/<int:job_id>/cancel/", api.ImportJobCancelApi.as_view(), name="import-cancel"),
     path("imports/<int:job_id>/errors/", api.ImportJobErrorListApi.as_view(), name="import-error-list"),
+    path("projects/<slug:slug>/study-links/", api_studies.StudyLinkListCreateApi.as_view(), name="study-link-list"),
+    path("projects/<slug:slug>/study-links/<int:link_id>/deactivate/", api_studies.StudyLinkDeactivateApi.as_view(),
+         name="study-link-deactivate"),
+    path("projects/<slug:slug>/study-links/<int:link_id>/participants/", api_studies.StudyParticipantListApi.as_view(),
+         name="study-participant-list"),
+    path("projects/<slug:slug>/study-links/<int:link_id>/participants/<int:participant_id>/reject/",
+         api_studies.StudyParticipantRejectApi.as_view(), name="study-participant-reject"),
 ]

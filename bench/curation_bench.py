@@ -16,52 +16,18 @@ def main():
     parser.add_argument("--annotators", type=int, default=10)
     args = parser.parse_args()
     setup_django(fresh_database=True)
-    from django.contrib.auth import get_user_model
-    from django.db import connection
-
     from curation.stats.aggregation import weighted_consensus
     from curation.stats.agreement import krippendorff_alpha
     from curation.stats.judgments import Ratings
-    from annotation.models import MachineAnnotator
     from curation.loading import comparison_images_load, pairwise_judgments_load
     from curation.stats.rater_bias import bradley_terry_left_advantage
     from curation.models import FilterRun
     from curation.rules import FilterRules
     from curation.services import filter_run_execute
-    from seed import project_with_comparisons
+    from seed import million_judgments, project_with_comparisons
 
     project = project_with_comparisons(slug="curation", comparisons=args.comparisons)
-    users = [get_user_model().objects.create_user(f"rater{i}") for i in range(args.annotators)]
-    with connection.cursor() as cursor:
-        # Each rater answers every comparison: the truth is "a" when the comparison id is even;
-        # rater i is right with probability 0.6 + 0.035 i (hash-based, reproducible).
-        cursor.execute(
-            "INSERT INTO annotation_preferencejudgment (project_id, source, annotator_id, machine_version, "
-            "rationale, is_gold, excluded_reason, created_at, comparison_id, aspect, choice, left_image_id) "
-            "SELECT c.project_id, 'human', u.id, '', '', false, '', now(), c.id, 'overall', "
-            "CASE WHEN (abs(hashtext(c.id || ':' || u.id)) %% 1000) < (600 + 35 * u.n) "
-            "     THEN (CASE WHEN c.id %% 2 = 0 THEN 'a' ELSE 'b' END) "
-            "     ELSE (CASE WHEN c.id %% 2 = 0 THEN 'b' ELSE 'a' END) END, "
-            "CASE WHEN (abs(hashtext(u.id || '/' || c.id)) %% 2) = 0 THEN c.image_a_id ELSE c.image_b_id END "
-            "FROM annotation_comparison c CROSS JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n "
-            "FROM auth_user WHERE id = ANY(%s)) u WHERE c.project_id = %s",
-            [[u.id for u in users], project.id])
-        judges = [MachineAnnotator.objects.create(name=f"judge{k}", backend="openai_chat", model_ref="m",
-                                                  version=f"v{k}") for k in range(4)]
-        for k, judge in enumerate(judges):
-            # judge k is right 70 + 5k percent of the time, in both presentation orders
-            cursor.execute(
-                "INSERT INTO annotation_preferencejudgment (project_id, source, machine_annotator_id, "
-                "machine_version, rationale, is_gold, excluded_reason, created_at, comparison_id, aspect, choice, "
-                "left_image_id) "
-                "SELECT c.project_id, 'machine', %s, %s, '', false, '', now(), c.id, 'overall', "
-                "CASE WHEN (abs(hashtext(c.id || ':' || o.first)) %% 100) < %s "
-                "     THEN (CASE WHEN c.id %% 2 = 0 THEN 'a' ELSE 'b' END) "
-                "     ELSE (CASE WHEN c.id %% 2 = 0 THEN 'b' ELSE 'a' END) END, "
-                "CASE WHEN o.first = 0 THEN c.image_a_id ELSE c.image_b_id END "
-                "FROM annotation_comparison c CROSS JOIN (VALUES (0), (1)) o(first) WHERE c.project_id = %s",
-                [judge.id, judge.version, 70 + 5 * k, project.id])
-        cursor.execute("ANALYZE annotation_preferencejudgment")
+    million_judgments(project=project, annotators=args.annotators)
 
     started = time.perf_counter()
     loaded = pairwise_judgments_load(project_id=project.id)

@@ -87,6 +87,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": env("DJANGO_TEST_SQLITE_NAME", default=str(VAR_DIR / "test.sqlite3"))}
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+    # An unreachable host fails a request (and /healthz/) within seconds instead of the TCP default
+    # of minutes; a URL's own ?connect_timeout= wins.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -367,6 +371,8 @@ MODEL_CACHE_DIR = env("MODEL_CACHE_DIR", default=str(VAR_DIR / "models"))
 # Whole prompts are packed into one GPU task up to about this many images or pairs; a cancel
 # takes effect between tasks.
 AUTO_JOB_CHUNK_ITEMS = env.int("AUTO_JOB_CHUNK_ITEMS", default=64)
+# A running chunk writes its job's counters at most this often (one UPDATE), as the judge answers.
+AUTO_JOB_PROGRESS_SECONDS = env.float("AUTO_JOB_PROGRESS_SECONDS", default=1.0)
 # Key sent as a Bearer token to OpenAI-compatible judge endpoints (vLLM, hosted APIs); never logged.
 JUDGE_API_KEY = env("JUDGE_API_KEY", default="")
 

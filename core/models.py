@@ -77,6 +77,9 @@ class AuditAction(models.TextChoices):
     INVITATION_CREATED = "invite_created", "Invitation created"
     INVITATION_REVOKED = "invite_revoked", "Invitation revoked"
     INVITATION_ACCEPTED = "invite_accepted", "Invitation accepted"
+    STUDY_LINK_CREATED = "study_created", "Study link created"
+    STUDY_LINK_DEACTIVATED = "study_closed", "Study link deactivated"
+    PARTICIPANT_REJECTED = "rejected", "Study participant rejected"
 
 
 class AuditEntry(models.Model):

@@ -11,7 +11,7 @@ from core.jobs import job_cancel
 from curation import services
 from curation.models import DropReason, FilterRun, UnitVerdict
 from curation.rules import FilterRulesSerializer
-from curation.selectors import dropped_units, filter_run_get_for_user
+from curation.selectors import dropped_units, filter_run_get_for_user, run_verdicts_of_aspect
 
 
 @extend_schema_field(FilterRulesSerializer)
@@ -78,20 +78,23 @@ class FilterRunCancelApi(APIView):
     operation_id="filter_runs_verdicts_list", responses={200: UnitVerdictSerializer(many=True), **ERRORS},
     parameters=[OpenApiParameter("keep", bool, description="Only kept (true) or dropped (false) units."),
                 OpenApiParameter("reason", str, enum=DropReason.values,
-                                 description="Only dropped units whose first reason is of this kind.")]))
+                                 description="Only dropped units whose first reason is of this kind."),
+                OpenApiParameter("aspect", str, description="Only units of this aspect (overall or one of the "
+                                 "project's aspect keys); a run decides the units of its rules' aspect.")]))
 class FilterRunVerdictListApi(ListApi):
     serializer_class = UnitVerdictSerializer
 
     def rows(self):
         run = filter_run_get_for_user(user=self.request.user, run_id=self.kwargs["run_id"])
         reason = self.request.query_params.get("reason")
+        aspect = self.request.query_params.get("aspect", "")
         if reason is not None:
-            return dropped_units(run=run, reason=reason)
+            return dropped_units(run=run, reason=reason, aspect=aspect)
         verdicts = UnitVerdict.objects.filter(run=run).order_by("id")
         keep = self.request.query_params.get("keep")
         if keep in ("true", "false"):
             verdicts = verdicts.filter(keep=keep == "true")
-        return verdicts
+        return run_verdicts_of_aspect(run=run, verdicts=verdicts, aspect=aspect)
 
     def get(self, request, run_id):
         return self.list_response()

@@ -61,12 +61,31 @@ def unit_votes(*, project_id: int, aspect: str, comparison_ids) -> dict[int, lis
     return votes
 
 
-def dropped_units(*, run: FilterRun, reason: str = ""):
-    """A run's dropped units (with their comparison, prompt and images), optionally of one reason kind."""
+def filter_run_aspects(*, run: FilterRun) -> list[str]:
+    """The aspects a run's verdicts may be asked for: overall and the project's aspect keys."""
+    return ["overall", *run.project.aspect_keys]
+
+
+def run_verdicts_of_aspect(*, run: FilterRun, verdicts, aspect: str):
+    """`verdicts` of `run` on `aspect` (all of them for "", none for another of the project's aspects:
+    a run decides the units of its one aspect, `rules.aspect`); ValidationError naming an aspect the
+    project does not have."""
+    if not aspect:
+        return verdicts
+    known = filter_run_aspects(run=run)
+    if aspect not in known:
+        raise ValidationError({"aspect": f"unknown aspect {aspect!r}; one of {', '.join(known)}"})
+    return verdicts if aspect == run.rules.get("aspect", "overall") else verdicts.none()
+
+
+def dropped_units(*, run: FilterRun, reason: str = "", aspect: str = ""):
+    """A run's dropped units (with their comparison, prompt and images), optionally of one reason kind
+    and of one aspect."""
     if reason and reason not in DropReason.values:
         raise ValidationError({"reason": f"unknown reason {reason!r}; one of {', '.join(DropReason.values)}"})
     verdicts = (UnitVerdict.objects.filter(run=run, keep=False)
                 .select_related("comparison__prompt", "comparison__image_a", "comparison__image_b").order_by("id"))
+    verdicts = run_verdicts_of_aspect(run=run, verdicts=verdicts, aspect=aspect)
     return verdicts.filter(drop_reason=reason) if reason else verdicts
 
 
@@ -100,3 +119,10 @@ def filter_run_latest_raters(*, project) -> tuple[FilterRun | None, dict[str, di
         return None, {}
     rows = (run.summary or {}).get("raters") or []
     return run, {row["rater"]: row for row in rows if not str(row.get("rater", "")).startswith("machine:")}
+
+
+def filter_run_raters_kept(*, run: FilterRun) -> tuple[int, int]:
+    """(raters the run kept, raters it judged) from its report: a rater is kept unless a rule
+    left them out. (0, 0) for a run without a report yet."""
+    rows = (run.summary or {}).get("raters") or []
+    return sum(1 for row in rows if not row.get("excluded")), len(rows)

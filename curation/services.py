@@ -25,8 +25,10 @@ from curation.rules import FilterRules
 
 
 @transaction.atomic
-def filter_run_create(*, project: Project, name: str, rules: dict | None, created_by=None) -> FilterRun:
-    """Record a run of `rules` (defaults filled in) as the next version of `name`; it runs after commit."""
+def filter_run_create(*, project: Project, name: str, rules: dict | None, created_by=None,
+                      enqueue: bool = True) -> FilterRun:
+    """Record a run of `rules` (defaults filled in) as the next version of `name`; it runs after
+    commit, on a worker (`enqueue`), or when the caller calls `filter_run_execute`."""
     checked = FilterRules.from_json(rules)
     if checked.aspect != "overall" and checked.aspect not in project.aspect_keys:
         raise ValidationError({"rules": f"aspect: {checked.aspect!r} is not an aspect of this project"})
@@ -35,9 +37,10 @@ def filter_run_create(*, project: Project, name: str, rules: dict | None, create
     run = FilterRun.objects.create(project=project, name=name, version=(last or 0) + 1, rules=checked.as_json(),
                                    created_by=created_by)
     audit_record(actor=created_by, action=AuditAction.JOB_STARTED, project=project, target=f"filter run {run.pk}")
-    from curation.tasks import filter_run_execute_task
+    if enqueue:
+        from curation.tasks import filter_run_execute_task
 
-    transaction.on_commit(lambda: filter_run_execute_task.delay(run.pk))
+        transaction.on_commit(lambda: filter_run_execute_task.delay(run.pk))
     return run
 
 

@@ -10,6 +10,7 @@ checked on others (bench/curation_defaults_bench.py; docs/curation.md).
 """
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +38,18 @@ class CrowdComposition:
     @property
     def raters(self) -> int:
         return self.reliable + self.sloppy + self.random + self.always_left + self.adversarial
+
+    @property
+    def kinds(self) -> list[str]:
+        """Each rater's kind, in rater order: reliable, sloppy, random, always_left, adversarial."""
+        return (["reliable"] * self.reliable + ["sloppy"] * self.sloppy + ["random"] * self.random
+                + ["always_left"] * self.always_left + ["adversarial"] * self.adversarial)
+
+    def skill(self, kind: str, rng: random.Random) -> float:
+        """A rater's chance of being right on an easy unit, drawn from their kind's range (0.5, a
+        coin, for the kinds that do not look)."""
+        bounds = {"reliable": self.reliable_accuracy, "sloppy": self.sloppy_accuracy}.get(kind)
+        return rng.uniform(*bounds) if bounds else 0.5
 
 
 @dataclass(frozen=True)
@@ -79,8 +92,7 @@ def simulate(composition: CrowdComposition, *, seed: int = 0) -> SimulatedCrowd:
     """Judgments of `composition` with its truth; the same seed gives the same crowd."""
     rng = np.random.default_rng(seed)
     c = composition
-    kinds = (["reliable"] * c.reliable + ["sloppy"] * c.sloppy + ["random"] * c.random
-             + ["always_left"] * c.always_left + ["adversarial"] * c.adversarial)
+    kinds = c.kinds
     if c.overlap > len(kinds):
         raise ValueError(f"overlap {c.overlap} needs at least as many raters ({len(kinds)})")
     skill = np.zeros(len(kinds))
@@ -137,3 +149,27 @@ def crowdkit_verdicts(crowd: SimulatedCrowd, model) -> np.ndarray:
     verdict = np.full(j.n_units, -1)
     verdict[labels.index.to_numpy()] = labels.to_numpy()
     return verdict
+
+
+def rater_answer(composition: CrowdComposition, kind: str, *, skill: float, truth: int, left: int, hard: bool,
+                 rng: random.Random) -> int:
+    """One simulated rater's answer on one unit, one judgment at a time, with the behaviours
+    `simulate` draws in bulk: an honest rater (reliable, sloppy) is right with `skill` (shrunk
+    towards a coin on a `hard` unit), presses tie now and then, and on a true tie says tie or
+    tosses a coin; a random clicker picks a, b or tie; an always-left clicker picks `left`; an
+    adversary the wrong side. `truth` is CHOICE_A, CHOICE_B or CHOICE_TIE, `left` the side shown
+    on the left (CHOICE_A or CHOICE_B); the answer is a choice code."""
+    coin = rng.choice((CHOICE_A, CHOICE_B))
+    other = CHOICE_B if truth == CHOICE_A else CHOICE_A
+    if kind == "random":
+        return rng.randrange(3)
+    if kind == "always_left":
+        return left
+    if kind == "adversarial":
+        return coin if truth == CHOICE_TIE else other
+    p_right = 0.5 + (skill - 0.5) * composition.hard_skill if hard else skill
+    if truth == CHOICE_TIE:
+        return CHOICE_TIE if rng.random() < p_right else coin
+    if rng.random() < composition.tie_press:
+        return CHOICE_TIE
+    return truth if rng.random() < p_right else other

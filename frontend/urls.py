@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from frontend import views, views_people, views_projects
+from frontend import views, views_people, views_projects, views_studies
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -32,4 +32,12 @@ urlpatterns = [
          name="project-work-units-open"),
     path("imports/<int:job_id>/", views_projects.import_job, name="import-job"),
     path("imports/<int:job_id>/rejected.csv", views_projects.import_job_rejected_csv, name="import-job-rejected-csv"),
+    path("join/<str:token>/", views_studies.study_join, name="study-join"),
+    path("projects/<slug:slug>/study-links/", views_studies.study_link_create, name="study-link-create"),
+    path("projects/<slug:slug>/study-links/<int:link_id>/", views_studies.study_participants,
+         name="study-participants"),
+    path("projects/<slug:slug>/study-links/<int:link_id>/deactivate/", views_studies.study_link_deactivate,
+         name="study-link-deactivate-page"),
+    path("projects/<slug:slug>/study-links/<int:link_id>/participants/<int:participant_id>/reject/",
+         views_studies.study_participant_reject, name="study-participant-reject-page"),
 ]

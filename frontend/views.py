@@ -19,13 +19,13 @@ from annotation import selectors
 from curation.selectors import filter_run_get_for_user
 from annotation.judging import ARTIFACT_REASONS
 from annotation.models import AnnotatorProfile, TaskType
-from frontend import report_plots
+from frontend.instructions import TASK_GUIDES, instructions_for_task
 
 # The workspace's ES modules import each other by relative path; the import map sends those
 # paths to the hashed file names that the manifest storage writes in production.
 WORKSPACE_MODULES = [
-    "api.js", "dom.js", "keys.js", "messages.js", "onboarding.js", "queue.js", "stage.js", "tasks.js", "units.js",
-    "workspace.js",
+    "api.js", "completion.js", "dom.js", "keys.js", "messages.js", "onboarding.js", "queue.js", "stage.js", "tasks.js",
+    "units.js", "workspace.js",
 ]
 
 SKIP_REASONS = ["image did not load", "cannot judge", "prompt unclear", "offensive content"]
@@ -61,10 +61,16 @@ def _import_map() -> str:
 def home(request):
     """By role: an annotator sees their tasks with what is left and done today; a researcher or
     admin also each project's progress and latest filter run and export, and "New project"."""
+    from curation.selectors import filter_run_raters_kept
     from frontend.views_projects import home_projects
 
+    projects = home_projects(user=request.user)
+    # "Where to look": the projects this person manages whose latest filter run has a report.
+    results = [{**row, "raters_kept": filter_run_raters_kept(run=row["filter_run"])} for row in projects
+               if row["can_manage"] and row["filter_run"] and row["filter_run"].status == "succeeded"]
     return render(request, "frontend/home.html", {
-        "projects": home_projects(user=request.user),
+        "projects": projects, "results": results,
+        "has_tasks": any(row["tasks"] for row in projects),
         "can_create": selectors.user_can_create_projects(request.user),
     })
 
@@ -77,6 +83,7 @@ def workspace(request, slug: str, task_type: str):
     if project.is_archived:  # read-only: the work API would refuse every lease
         return render(request, "frontend/archived.html", {"project": project,
                                                           "can_manage": _can_manage(request.user, project)})
+    instructions = instructions_for_task(text=project.instructions, task_type=task_type)
     config = {
         "user": request.user.pk,
         "slug": project.slug,
@@ -84,7 +91,7 @@ def workspace(request, slug: str, task_type: str):
         "aspects": project.aspects,
         "score_scale": project.score_scale,
         "rating_scale": project.rating_scale,
-        "instructions": project.instructions,
+        "instructions": instructions,
         "api_base": f"/api/v1/projects/{project.slug}/work/",
         "profile_url": "/api/v1/me/profile/",
         "login_url": reverse("login"),
@@ -98,6 +105,8 @@ def workspace(request, slug: str, task_type: str):
         "project": project,
         "task_type": task_type,
         "task_label": TaskType(task_type).label,
+        "task_guide": TASK_GUIDES[task_type],
+        "instructions": instructions,
         "config": config,
         "import_map": _import_map(),
         "aspects": project.aspects,
@@ -124,6 +133,7 @@ def project_progress(request, slug: str):
         "annotators": [{**row, "median_s": None if row["median_ms"] is None else row["median_ms"] / 1000}
                        for row in progress["annotators"]],
         "active_leases": progress["active_leases"],
+        "overlap_warning": progress["overlap_warning"],
     })
 
 
@@ -189,19 +199,28 @@ DROPPED_PER_PAGE = 50
 
 @login_required
 def filter_run(request, run_id: int):
-    """A run's report: figures, annotators (table and plot), and its dropped units, a page at a time
-    and optionally of one kind of reason, with images and each vote as the annotator saw it."""
+    """A run's report: figures, charts beside their tables, and its dropped units, a page at a time
+    and optionally of one kind of reason and one aspect, with images and each vote as the annotator saw it."""
+    from urllib.parse import urlencode
+
     from django.core.files.storage import default_storage
     from django.core.paginator import Paginator
 
     from curation.models import DropReason
-    from curation.selectors import dropped_units, unit_votes
+    from curation.selectors import dropped_units, filter_run_aspects, unit_votes
+    from frontend.report_chart_data import (
+        aspect_labels_of, judge_matrix_table, report_chart_data, report_import_map,
+    )
 
     run = filter_run_get_for_user(user=request.user, run_id=run_id)
     reason = request.GET.get("reason", "")
     if reason not in DropReason.values:
         reason = ""
-    page = Paginator(dropped_units(run=run, reason=reason), DROPPED_PER_PAGE).get_page(request.GET.get("page"))
+    aspect = request.GET.get("aspect", "")
+    if aspect not in filter_run_aspects(run=run):
+        aspect = ""
+    page = Paginator(dropped_units(run=run, reason=reason, aspect=aspect),
+                     DROPPED_PER_PAGE).get_page(request.GET.get("page"))
     votes = unit_votes(project_id=run.project_id, aspect=run.rules.get("aspect", "overall"),
                        comparison_ids=[v.comparison_id for v in page])
     dropped = [{"verdict": v, "prompt": v.comparison.prompt.text[:120],
@@ -210,14 +229,14 @@ def filter_run(request, run_id: int):
                 "votes": votes.get(v.comparison_id, [])} for v in page]
     counts = (run.summary or {}).get("drop_reasons") or {}
     reasons = [{"value": value, "label": label, "count": counts.get(value)} for value, label in DropReason.choices]
-    summary = run.summary
+    labels = aspect_labels_of(run.project)
+    charts = report_chart_data(summary=run.summary or {}, aspect_labels=labels)
     return render(request, "frontend/filter_run.html", {
         "run": run, "dropped": dropped, "dropped_page": page, "reason": reason, "reasons": reasons,
-        "plot": report_plots.reliability_dots(summary.get("raters", [])),
-        "strength_bars": report_plots.strength_bars((summary.get("strength") or {}).get("histogram")),
-        "agreement_plot": report_plots.agreement_bars(summary.get("agreement_by_aspect", [])),
-        "bias_plot": report_plots.position_bias_rows(summary.get("raters", [])),
-        "matrix_plot": report_plots.agreement_matrix(summary.get("judge_matrix")),
+        "aspect": aspect, "aspects": [{"value": key, "label": labels.get(key, key)}
+                                      for key in filter_run_aspects(run=run)],
+        "dropped_filters": urlencode({k: v for k, v in (("reason", reason), ("aspect", aspect)) if v}),
+        "charts": charts, "matrix_table": judge_matrix_table(charts["matrix"]), "import_map": report_import_map(),
     })
 
 
@@ -245,8 +264,10 @@ def dataset_exports(request, slug: str):
     project = selectors.project_get_for_user(user=request.user, slug=slug, manage=True)
     inputs = DatasetExportInputSerializer().fields
     form, errors = options_form(project=project), {}
+    runs = list(FilterRun.objects.filter(project=project, status=FilterRun.Status.SUCCEEDED).order_by("-pk")[:50])
+    # The latest finished run is chosen unless one is named: the default format's consensus rows need one.
     chosen = {"format": "", "container": inputs["container"].default, "destination": "",
-              "filter_run": request.GET.get("filter_run", "")}
+              "filter_run": request.GET.get("filter_run", str(runs[0].pk) if runs else "")}
     if request.method == "POST":
         chosen = {key: request.POST.get(key, "") for key in chosen}
         options = form.bind(request.POST)
@@ -271,7 +292,7 @@ def dataset_exports(request, slug: str):
         "formats": list(inputs["format"].choices.items()),
         "format_help": inputs["format"].help_text, "containers": list(inputs["container"].choices.items()),
         "container_help": inputs["container"].help_text, "destination_help": inputs["destination"].help_text,
-        "runs": FilterRun.objects.filter(project=project, status=FilterRun.Status.SUCCEEDED)[:50],
+        "runs": runs,
         "exports": DatasetExport.objects.filter(project=project).select_related("filter_run")[:100],
     }, status=400 if errors or form.has_errors else 200)
 

@@ -33,7 +33,9 @@ def _invitation_link(request, invitation) -> str:
 
 @login_required
 def members(request, slug: str):
-    """Members with their standing and numbers, the forms that change them, and invitations."""
+    """Members with their standing and numbers, the forms that change them, invitations and study links."""
+    from frontend.views_studies import study_links_context
+
     project = selectors.project_get_for_user(user=request.user, slug=slug, manage=True)
     services.member_profiles_ensure(project=project)
     counts = selectors.member_judgment_counts(project=project)
@@ -52,6 +54,7 @@ def members(request, slug: str):
         "roles": Membership.Role.choices, "my_role": selectors.project_role(user=request.user, project=project),
         "email_configured": invitations.invitation_email_configured(),
         "max_days": invitations.INVITATION_MAX_DAYS,
+        **study_links_context(request, project),
     })
 
 

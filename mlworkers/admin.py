@@ -117,7 +117,7 @@ class FailureInline(admin.TabularInline):
     model = AutoAnnotationFailure
     extra = 0
     can_delete = False
-    fields = ["image", "comparison", "first_image", "sample", "aspect", "error"]
+    fields = ["image", "comparison", "first_image", "sample", "aspects", "error"]
     readonly_fields = fields
     show_change_link = False
 

@@ -261,9 +261,14 @@ class AutoJobResumeApi(APIView):
 
 
 class AutoJobFailureSerializer(serializers.ModelSerializer):
+    """One item the judge could not fully answer: an image, or a pair shown `first_image` first
+    for one `sample` (`first_image` null: every order and sample of the pair, a chunk that failed)."""
+
+    aspects = serializers.ListField(child=serializers.CharField(), help_text="The aspects it got no answer for.")
+
     class Meta:
         model = AutoAnnotationFailure
-        fields = ["id", "image", "comparison", "first_image", "sample", "aspect", "error", "raw", "created_at"]
+        fields = ["id", "image", "comparison", "first_image", "sample", "aspects", "error", "raw", "created_at"]
 
 
 class AutoJobFailureListApi(ListApi):

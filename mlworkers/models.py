@@ -6,7 +6,7 @@ what makes a rerun write nothing twice.
 """
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from annotation.models import Comparison, Image, MachineAnnotator, Project
 from core.models import Job
@@ -59,7 +59,11 @@ class AutoAnnotationJob(Job):
 
     class Meta(Job.Meta):
         constraints = [models.CheckConstraint(condition=Q(samples__gte=1, samples__lte=MAX_SAMPLES),
-                                              name="autojob_samples_1_to_16")]
+                                              name="autojob_samples_1_to_16"),
+                       # Counted items never outnumber planned ones: each chunk counts into the job
+                       # only its own items, once (see AutoAnnotationChunk.items_done).
+                       models.CheckConstraint(condition=Q(items_total__gte=F("items_done") + F("items_failed")),
+                                              name="autojob_counted_within_total")]
 
     def __str__(self):
         return f"auto job {self.pk} ({self.machine_annotator_id} on {self.project_id}, {self.status})"
@@ -91,6 +95,13 @@ class AutoAnnotationChunk(models.Model):
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
     attempts = models.PositiveSmallIntegerField(default=0)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    items_total = models.PositiveIntegerField(
+        default=0, help_text="Items it was planned to ask: its images, or its pairs' (order, sample) keys not stored.")
+    items_done = models.PositiveIntegerField(
+        default=0, help_text="What this chunk has counted into its job's items_done: while it runs, the "
+                             "running attempt's answers so far (taken back if that attempt is lost); once "
+                             "done, its final count.")
+    items_failed = models.PositiveIntegerField(default=0, help_text="The same for items_failed.")
 
     @classmethod
     def live(cls, *, job, since):
@@ -103,7 +114,9 @@ class AutoAnnotationChunk(models.Model):
 
 
 class AutoAnnotationFailure(models.Model):
-    """An item the judge could not answer: its reason and the judge's raw text, never a score."""
+    """An item the judge could not fully answer, once: the aspects it failed on, the reason (one per
+    aspect where they differ) and the judge's raw text, never a score. An item is an image, or a
+    pair shown in one order for one sample."""
 
     job = models.ForeignKey(AutoAnnotationJob, on_delete=models.CASCADE, related_name="failures")
     image = models.ForeignKey(Image, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
@@ -111,7 +124,7 @@ class AutoAnnotationFailure(models.Model):
     first_image = models.ForeignKey(Image, null=True, blank=True, on_delete=models.CASCADE, related_name="+",
                                     help_text="Pairs: the image shown first.")
     sample = models.PositiveSmallIntegerField(default=0, help_text="Pairs: which of the k samples failed.")
-    aspect = models.CharField(max_length=64)
+    aspects = models.JSONField(default=list, help_text="The aspect keys that got no answer, in the job's order.")
     error = models.CharField(max_length=1000)
     raw = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

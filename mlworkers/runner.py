@@ -3,8 +3,9 @@ and watching chunks whose worker died. Backends never touch the database; this m
 them and stores what they return (machine judgments in `annotation`, failures beside the job).
 
 A job is claimed through `core.jobs` for its planning. Each chunk is claimed on its own (queued,
-or running with a silent heartbeat), beats while it runs (which keeps its job alive too), and
-stores its answers in one transaction with its job's counters; the last chunk ends the job.
+or running with a silent heartbeat), beats while it runs (which keeps its job alive too), counts
+its items on the job as the judge answers (`mlworkers.counting`), and stores its answers in one
+transaction with its final counts; the last chunk ends the job.
 """
 import logging
 import random
@@ -20,6 +21,7 @@ from annotation.models import AspectScore, Comparison, Image, PreferenceJudgment
 from core.jobs import JobCancelled, JobLost, heartbeat, job_claim, stale_before, unexpected_error_text
 from core.statistics import statistics_refresh
 from mlworkers.backends.base import Aspect, BackendError, ImageRef, PairRequest, ScoreRequest
+from mlworkers.counting import ChunkTally, attempt_row, chunk_count, chunk_uncount
 from mlworkers.models import MAX_SAMPLES, AutoAnnotationChunk, AutoAnnotationFailure, AutoAnnotationJob
 from mlworkers.services import auto_job_resolve_revisions, backend_for
 
@@ -36,8 +38,10 @@ def auto_job_start(*, job_id: int, send: bool = True) -> list[int]:
     fails saying why when the Hub cannot tell), then its items (skipping those this annotator
     version already stored, and those a live chunk is judging) in chunks of whole prompts, each
     queued as a task on the gpu queue. A chunk holds about AUTO_JOB_CHUNK_ITEMS images, or that
-    many pairs divided by the samples asked of each. Returns the new chunks' ids (queued unless
-    `send` is false)."""
+    many pairs divided by the samples asked of each. A resumed job counts only what is left: its
+    total is the items planned now (and those of a chunk still running), its counters start from
+    what its running chunks counted, and the failures of the items asked again are dropped (they
+    get fresh ones if they fail again). Returns the new chunks' ids (queued unless `send` is false)."""
     lease = job_claim(Job, job_id)
     if lease is None:
         return []
@@ -63,7 +67,7 @@ def _plan(lease, job_id: int, send: bool) -> list[int]:
             raise JobLost()
         now = timezone.now()
         live = list(Chunk.live(job=job, since=stale_before(now)))
-        Chunk.objects.filter(job=job).exclude(pk__in=[c.pk for c in live]).delete()
+        ran_before = Chunk.objects.filter(job=job).exclude(pk__in=[c.pk for c in live]).delete()[0] > 0 or bool(live)
         busy = {item for chunk in live for item in chunk.item_ids}
         per_chunk = max(1, settings.AUTO_JOB_CHUNK_ITEMS // job.samples)
         planned, current = [], []
@@ -75,10 +79,16 @@ def _plan(lease, job_id: int, send: bool) -> list[int]:
             current.extend(prompt_items)
         if current:
             planned.append(current)
-        chunks = Chunk.objects.bulk_create([Chunk(job=job, item_ids=items) for items in planned])
+        asked_again = [item for items in planned for item in items]
+        left = _left_per_item(job, asked_again)
+        chunks = Chunk.objects.bulk_create([Chunk(job=job, item_ids=items, items_total=sum(left[i] for i in items))
+                                            for items in planned])
+        AutoAnnotationFailure.objects.filter(job=job, **{f"{_item_key(job)}__in": asked_again}).delete()
+        total = sum(c.items_total for c in chunks) + sum(c.items_total for c in live)
         Job.objects.filter(pk=job.pk).update(
-            items_total=(sum(len(c) for c in planned) + len(busy)) * _per_item(job), items_done=0, items_failed=0,
-            chunks_total=len(chunks) + len(live), chunks_done=0)
+            items_total=total, items_done=sum(c.items_done for c in live),
+            items_failed=sum(c.items_failed for c in live), chunks_total=len(chunks) + len(live), chunks_done=0,
+            message=f"resumed: {total} items left to ask" if ran_before else "")
         if not chunks and not live:
             lease.succeed("nothing left to annotate", planned_at=now)
             return []
@@ -88,6 +98,27 @@ def _plan(lease, job_id: int, send: bool) -> list[int]:
             current_app.send_task(CHUNK_TASK, args=[chunk_id])
     lease.beat(planned_at=timezone.now())  # from here on, the job's chunks are watched instead
     return ids
+
+
+def _left_per_item(job, item_ids: list[int]) -> dict[int, int]:
+    """How many items the judge will be asked per image (1) or per pair: its (order, sample) keys
+    this version has not stored yet."""
+    if job.kind == Job.Kind.SCORE:
+        return dict.fromkeys(item_ids, 1)
+    stored = _stored_keys(job).filter(comparison_id__in=item_ids)
+    asked = F("left_image_id") * MAX_SAMPLES + F("sample")
+    counts = dict(stored.values("comparison_id").annotate(keys=Count(asked, distinct=True))
+                  .values_list("comparison_id", "keys"))
+    return {item: _per_item(job) - counts.get(item, 0) for item in item_ids}
+
+
+def _stored_keys(job):
+    """This version's judgments of the (order, sample) keys the job asks."""
+    mine = PreferenceJudgment.objects.filter(source=Source.MACHINE, machine_annotator_id=job.machine_annotator_id,
+                                             machine_version=job.machine_version, sample__lt=job.samples)
+    if job.orders == Job.Orders.ONE:
+        mine = mine.filter(left_image_id=F("comparison__image_a_id"))
+    return mine
 
 
 def _items_by_prompt(job) -> dict[int, list[int]]:
@@ -126,6 +157,10 @@ def _finished_by_version(job, stored, labelled_by):
             .filter(keys__gte=len(_orders(job)) * job.samples).values(labelled_by))
 
 
+def _item_key(job) -> str:
+    return "image_id" if job.kind == Job.Kind.SCORE else "comparison_id"
+
+
 def _orders(job) -> list[bool]:
     """The presentation orders a pairs job asks: image a first, and unless one order, image b first."""
     return [True] if job.orders == Job.Orders.ONE else [True, False]
@@ -151,9 +186,9 @@ def auto_job_run_chunk(*, chunk_id: int) -> None:
         try:
             backend = backend_for(annotator)
             if job.kind == Job.Kind.SCORE:
-                judgments, failures, done, failed = _score_chunk(job, backend, chunk.item_ids)
+                judgments, failures, done, failed = _score_chunk(job, backend, chunk)
             else:
-                judgments, failures, done, failed = _pairs_chunk(job, backend, chunk.item_ids)
+                judgments, failures, done, failed = _pairs_chunk(job, backend, chunk)
         except BackendError as exc:
             _chunk_failed(chunk, str(exc), fail_job=True)
             return
@@ -164,15 +199,20 @@ def auto_job_run_chunk(*, chunk_id: int) -> None:
 
 
 def _chunk_claim(chunk_id: int):
+    """The chunk and its job, the chunk now running for this worker; None when there is nothing to
+    do. The job's row is locked while the chunk is claimed: a cancel either comes first (the chunk
+    does nothing) or sees the chunk running (the job stays `cancelling` until the chunk ends)."""
     now = timezone.now()
     with transaction.atomic():
         chunk = Chunk.objects.select_for_update().filter(pk=chunk_id).first()
         if chunk is None:
             return None
-        job = Job.objects.select_related("project", "machine_annotator").get(pk=chunk.job_id)
+        job = Job.objects.select_for_update(of=("self",)).select_related("project", "machine_annotator").get(
+            pk=chunk.job_id)
         taking_over = chunk.status == Chunk.Status.RUNNING and not _chunk_alive(chunk, now)
         if job.status != Job.Status.RUNNING or (chunk.status != Chunk.Status.QUEUED and not taking_over):
             return None
+        chunk_uncount(chunk)  # what a lost attempt counted: this one asks its items again
         chunk.status, chunk.attempts, chunk.heartbeat_at = Chunk.Status.RUNNING, chunk.attempts + 1, now
         chunk.save(update_fields=["status", "attempts", "heartbeat_at"])
         Job.objects.filter(pk=job.pk).update(heartbeat_at=now)
@@ -183,14 +223,9 @@ def _chunk_alive(chunk, now=None) -> bool:
     return chunk.heartbeat_at is not None and chunk.heartbeat_at >= stale_before(now)
 
 
-def _mine(chunk):
-    """The chunk's row while this attempt still runs it (a worker taken for dead writes nothing)."""
-    return Chunk.objects.filter(pk=chunk.pk, attempts=chunk.attempts, status=Chunk.Status.RUNNING)
-
-
 def _chunk_beat(chunk) -> None:
     now = timezone.now()
-    if _mine(chunk).update(heartbeat_at=now):
+    if attempt_row(chunk).update(heartbeat_at=now):
         Job.objects.filter(pk=chunk.job_id, status__in=(Job.Status.RUNNING, Job.Status.CANCELLING)).update(
             heartbeat_at=now)
 
@@ -200,11 +235,10 @@ def _per_item(job) -> int:
 
 
 def _chunk_store(chunk, judgments, failures, done, failed) -> None:
-    """Store a chunk's answers and count them on its job, in one transaction; the last chunk ends
-    the job. Answers of a chunk that another worker took over are dropped (that worker stores)."""
+    """Store a chunk's answers and its final counts on its job, in one transaction; the last chunk
+    ends the job. Answers of a chunk that another worker took over are dropped (that worker stores)."""
     with transaction.atomic():
-        if not _mine(chunk).update(
-                status=Chunk.Status.DONE, heartbeat_at=timezone.now()):
+        if not chunk_count(chunk, done=done, failed=failed, status=Chunk.Status.DONE):
             log.warning("auto job chunk %s was taken over; attempt %s stores nothing", chunk.pk, chunk.attempts)
             return
         for model in (AspectScore, PreferenceJudgment):
@@ -212,22 +246,21 @@ def _chunk_store(chunk, judgments, failures, done, failed) -> None:
             if rows:
                 model.objects.bulk_create(rows, ignore_conflicts=True)
         AutoAnnotationFailure.objects.bulk_create(failures)
-        finished = _count_and_finish(chunk.job_id, done=done, failed=failed)
+        finished = _chunk_ended(chunk.job_id)
     if finished:
         statistics_refresh(AspectScore, PreferenceJudgment)
 
 
-def _count_and_finish(job_id: int, *, done: int, failed: int, fail_with: str = "") -> bool:
-    """Count a finished chunk on its job and end the job: failed with `fail_with` when given,
-    else when nothing is left to wait for. Caller is inside a transaction. Returns whether the
-    job ended."""
+def _chunk_ended(job_id: int, *, fail_with: str = "") -> bool:
+    """Count an ended chunk (its items are counted already) and end the job: failed with
+    `fail_with` when given, else when nothing is left to wait for. Caller is inside a transaction.
+    Returns whether the job ended."""
     job = Job.objects.select_for_update().get(pk=job_id)
     if job.status not in (Job.Status.RUNNING, Job.Status.CANCELLING):
         return False  # failed or cancelled meanwhile: the answers are kept, the counters are not the job's now
-    job.items_done, job.items_failed = job.items_done + done, job.items_failed + failed
     job.chunks_done += 1
     now = timezone.now()
-    fields = ["items_done", "items_failed", "chunks_done"]
+    fields = ["chunks_done"]
     if fail_with:
         log.warning("auto job %s failed: %s", job.pk, fail_with)
         job.status, job.finished_at, job.message = Job.Status.FAILED, now, fail_with[:2000]
@@ -247,15 +280,13 @@ def _count_and_finish(job_id: int, *, done: int, failed: int, fail_with: str = "
 def _chunk_failed(chunk, reason: str, *, fail_job: bool) -> None:
     """Record every item of the chunk as failed with `reason`; with `fail_job`, the job fails with it."""
     with transaction.atomic():
-        if not _mine(chunk).update(
-                status=Chunk.Status.FAILED, heartbeat_at=timezone.now()):
-            return
         job = Job.objects.get(pk=chunk.job_id)
-        key = "image_id" if job.kind == Job.Kind.SCORE else "comparison_id"
+        if not chunk_count(chunk, done=0, failed=chunk.items_total, status=Chunk.Status.FAILED):
+            return
         AutoAnnotationFailure.objects.bulk_create(
-            [AutoAnnotationFailure(job=job, aspect="", error=reason[:1000], **{key: i}) for i in chunk.item_ids])
-        _count_and_finish(job.pk, done=0, failed=len(chunk.item_ids) * _per_item(job),
-                          fail_with=reason if fail_job else "")
+            [AutoAnnotationFailure(job=job, aspects=list(job.aspects), error=reason[:1000], **{_item_key(job): i})
+             for i in chunk.item_ids])
+        _chunk_ended(job.pk, fail_with=reason if fail_job else "")
 
 
 def auto_job_chunk_crashed(*, chunk_id: int, exc: BaseException) -> None:
@@ -286,6 +317,7 @@ def auto_job_chunks_reap(*, now=None) -> int:
                           f"worker lost: {chunk.attempts} worker(s) stopped while judging this chunk")
                 _chunk_failed(chunk, reason, fail_job=False)
                 continue
+            chunk_uncount(chunk)
             chunk.status = Chunk.Status.QUEUED
             chunk.save(update_fields=["status"])
             transaction.on_commit(lambda pk=chunk.pk: current_app.send_task(CHUNK_TASK, args=[pk]))
@@ -309,31 +341,30 @@ def _machine(job, **fields) -> dict:
                 machine_version=job.machine_version, **fields)
 
 
-def _score_chunk(job, backend, image_ids):
-    images = list(Image.objects.filter(id__in=image_ids).select_related("prompt").order_by("prompt_id", "id"))
+def _score_chunk(job, backend, chunk):
+    """Ask the judge for every image of the chunk; an image is done when any aspect was scored."""
+    images = list(Image.objects.filter(id__in=chunk.item_ids).select_related("prompt").order_by("prompt_id", "id"))
     by_prompt = defaultdict(list)
     for image in images:
         by_prompt[image.prompt_id].append(image)
     aspects = _aspects(job)
     requests = [ScoreRequest(prompt=group[0].prompt.text, images=[_ref(i) for i in group], aspects=aspects,
                              scale=job.project.score_scale) for group in by_prompt.values()]
-    results = backend.score(requests)
-    judgments, failures, outcome = [], [], defaultdict(list)
-    for result in results:
-        outcome[result.image_id].append(not result.failed)
-        if result.failed:
-            failures.append(AutoAnnotationFailure(job=job, image_id=result.image_id, aspect=result.aspect,
-                                                  error=result.error[:1000], raw=result.raw))
-        else:
-            judgments.append(AspectScore(**_machine(job, image_id=result.image_id, aspect=result.aspect,
-                                                    value=result.value, rationale=result.rationale)))
-    done = sum(1 for image in images if any(outcome[image.id]))
+    tally = ChunkTally(chunk, item_of=lambda result: result.image_id)
+    results = backend.score(requests, progress=tally)
+    judgments = [AspectScore(**_machine(job, image_id=r.image_id, aspect=r.aspect, value=r.value,
+                                        rationale=r.rationale)) for r in results if not r.failed]
+    failures = _failure_rows(job, results, item_of=lambda result: {"image_id": result.image_id})
+    answered = {r.image_id for r in results if not r.failed}
+    done = sum(1 for image in images if image.id in answered)
     return judgments, failures, done, len(images) - done
 
 
-def _pairs_chunk(job, backend, comparison_ids):
+def _pairs_chunk(job, backend, chunk):
     """Ask the judge every (pair, order, sample) of the chunk this version has not stored; an
-    item is one such key, done when any of its aspects was answered."""
+    item is one such key, done when any of its aspects was answered. Keys stored already were not
+    planned as items (`_left_per_item`) and are not counted."""
+    comparison_ids = chunk.item_ids
     comparisons = list(Comparison.objects.filter(id__in=comparison_ids)
                        .select_related("prompt", "image_a", "image_b").order_by("prompt_id", "id"))
     stored = set(PreferenceJudgment.objects.filter(
@@ -341,26 +372,27 @@ def _pairs_chunk(job, backend, comparison_ids):
         comparison_id__in=comparison_ids).values_list("comparison_id", "left_image_id", "sample"))
     aspects = _aspects(job)
     requests, comparison_of = [], {}
-    skipped = 0
     for comparison in comparisons:
         for a_first in _orders(job):
             first, second = (comparison.image_a, comparison.image_b) if a_first else (comparison.image_b,
                                                                                       comparison.image_a)
             missing = tuple(s for s in range(job.samples) if (comparison.id, first.id, s) not in stored)
-            skipped += job.samples - len(missing)
             if missing:
                 requests.append(PairRequest(prompt=comparison.prompt.text, first=_ref(first), second=_ref(second),
                                             aspects=aspects, samples=missing))
                 comparison_of[(first.id, second.id)] = comparison
-    results = backend.judge_pairs(requests) if requests else []
-    judgments, failures, outcome = [], [], defaultdict(list)
+
+    def item_of(result):
+        return {"comparison_id": comparison_of[(result.first_id, result.second_id)].id,
+                "first_image_id": result.first_id, "sample": result.sample}
+
+    tally = ChunkTally(chunk, item_of=lambda r: (r.first_id, r.second_id, r.sample))
+    results = backend.judge_pairs(requests, progress=tally) if requests else []
+    judgments, outcome = [], defaultdict(list)
     for result in results:
         comparison = comparison_of[(result.first_id, result.second_id)]
         outcome[(comparison.id, result.first_id, result.sample)].append(not result.failed)
         if result.failed:
-            failures.append(AutoAnnotationFailure(job=job, comparison=comparison, first_image_id=result.first_id,
-                                                  sample=result.sample, aspect=result.aspect,
-                                                  error=result.error[:1000], raw=result.raw))
             continue
         first_is_a = result.first_id == comparison.image_a_id
         choice = {"first": "a" if first_is_a else "b", "second": "b" if first_is_a else "a", "tie": "tie"}[result.choice]
@@ -368,4 +400,22 @@ def _pairs_chunk(job, backend, comparison_ids):
                                                        left_image_id=result.first_id, sample=result.sample,
                                                        rationale=result.rationale)))
     answered = sum(1 for ok in outcome.values() if any(ok))
-    return judgments, failures, answered + skipped, len(outcome) - answered
+    return judgments, _failure_rows(job, results, item_of=item_of), answered, len(outcome) - answered
+
+
+def _failure_rows(job, results, *, item_of) -> list[AutoAnnotationFailure]:
+    """One failure per item (`item_of(result)`: the row's item fields) from its failed results:
+    the aspects it failed on, in the job's order, and the reason, one per aspect where they differ."""
+    failed: dict[tuple, list] = defaultdict(list)
+    for result in results:
+        if result.failed:
+            failed[tuple(item_of(result).items())].append(result)
+    order = {key: i for i, key in enumerate(job.aspects)}
+    rows = []
+    for item, group in failed.items():
+        group.sort(key=lambda r: order.get(r.aspect, len(order)))
+        reasons = list(dict.fromkeys(r.error for r in group))
+        error = reasons[0] if len(reasons) == 1 else "; ".join(f"{r.aspect}: {r.error}" for r in group)
+        rows.append(AutoAnnotationFailure(job=job, aspects=[r.aspect for r in group], error=error[:1000],
+                                          raw=next((r.raw for r in group if r.raw), ""), **dict(item)))
+    return rows

@@ -313,14 +313,17 @@ def auto_job_cancel(*, job: Job, actor=None) -> Job:
 
 @transaction.atomic
 def auto_job_resume(*, job: Job, actor=None) -> Job:
-    """Run a stopped job again: what it already stored is skipped, the rest is asked anew."""
+    """Run a stopped job again: what it already stored is skipped, the rest is asked anew. Its
+    counters start again from what is left (what was not done; planning makes that exact), and
+    its rate from when it starts again."""
     job = Job.objects.select_for_update().get(pk=job.pk)
     project_require_writable(project=job.project)
     if not job.is_finished:
         raise ValidationError({"status": f"job {job.pk} is already {job.status}"})
     if job.machine_annotator.version != job.machine_version:
         raise ValidationError({"machine_annotator": "the annotator changed since this job ran; launch a new job"})
-    Job.objects.filter(pk=job.pk).update(planned_at=None)
+    Job.objects.filter(pk=job.pk).update(planned_at=None, started_at=None, items_total=job.items_total - job.items_done,
+                                         items_done=0, items_failed=0)
     audit_record(actor=actor, action=AuditAction.JOB_STARTED, project=job.project,
                  target=f"auto-annotation job {job.pk}", details={"resumed": True})
     return job_requeue(job=job)

@@ -209,6 +209,24 @@ def test_with_the_database_down_the_api_answers_503_in_the_error_shape_and_healt
     assert_probe_error(token, 503, "database_unavailable")
 
 
+def test_a_database_host_that_never_answers_fails_healthz_within_the_connect_timeout():
+    # A listener that takes the connection and never speaks: what a firewalled or wedged host looks like.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        started = time.monotonic()
+        [health] = probe({"DATABASE_URL": f"postgres://postgres@127.0.0.1:{silent.getsockname()[1]}/prefstudio",
+                          "DATABASE_CONNECT_TIMEOUT": "2"}, [["get", "/healthz/", {}, None]])
+        took = time.monotonic() - started
+    finally:
+        silent.close()
+
+    assert health["status"] == 503
+    assert json.loads(health["body"])["checks"]["database"] == "unavailable"
+    assert took < 30, f"/healthz/ took {took:.0f} s against a silent database host"
+
+
 @pytest.mark.django_db(transaction=True)
 def test_with_the_broker_down_a_call_that_queues_work_answers_503_and_healthz_names_the_broker(researcher, project):
     token = Token.objects.create(user=researcher).key

@@ -65,7 +65,7 @@ def throwaway(db, s3_settings, monkeypatch, tmp_path):
     auto_job = AutoAnnotationJob.objects.create(project=project, machine_annotator=data.machine,
                                                 machine_version="v1", kind="score", aspects=["aesthetic"],
                                                 status="failed", created_by=admin)
-    AutoAnnotationFailure.objects.create(job=auto_job, image=data.images[0], aspect="aesthetic",
+    AutoAnnotationFailure.objects.create(job=auto_job, image=data.images[0], aspects=["aesthetic"],
                                          error="no JSON in the answer", raw="I like it")
     export = dataset_export_create(project=project, format="trl", container="jsonl", filter_run=data.run,
                                    created_by=admin, enqueue=False)

@@ -173,3 +173,18 @@ def test_a_new_rule_gets_a_control_without_a_template_edit():
                      r'min="0"', html)
     assert 'name="rules.weights" value="{}"' in html and "Leave out judgments slower than this." in html
     assert form.bind({"rules.max_latency_s": "", "rules.weights": '{"a": 2}'})["weights"] == {"a": 2}
+
+
+def test_the_export_form_starts_on_the_latest_finished_run_so_its_default_format_can_export(browser, project,
+                                                                                           researcher):
+    older, latest = (FilterRun.objects.create(project=project, name=name, version=1, rules={}, created_by=researcher,
+                                              status=FilterRun.Status.SUCCEEDED) for name in ("first", "second"))
+    FilterRun.objects.create(project=project, name="running", version=1, rules={}, created_by=researcher,
+                             status=FilterRun.Status.RUNNING)
+
+    html = browser.get("/projects/cats/exports/").content.decode()
+    assert re.search(rf'<option value="{latest.pk}"\s+selected>', html), "the latest finished run is not chosen"
+    assert not re.search(rf'<option value="{older.pk}"\s+selected>', html)
+    # A run named in the address (the run page's "Export the units this run kept") still wins.
+    html = browser.get(f"/projects/cats/exports/?filter_run={older.pk}").content.decode()
+    assert re.search(rf'<option value="{older.pk}"\s+selected>', html)

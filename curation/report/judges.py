@@ -17,6 +17,7 @@ from dataclasses import replace
 import numpy as np
 
 from curation.stats.judge_matrix import UNDECIDED, judge_unit_verdicts, verdict_agreement_matrix
+from curation.stats.judgments import CHOICE_A, CHOICE_B
 from curation.stats.judge_samples import self_consistency
 from curation.loading import LoadedPairwise, comparison_images_load, pairwise_judgments_load
 from curation.stats.human_machine import human_machine_agreement
@@ -40,12 +41,13 @@ def machine_judges_report(*, project_id: int, rules, human: LoadedPairwise, cons
     m = machine.judgments
     names = [name.removeprefix("machine:") for name in rater_names(machine.rater_ids)]
     human_unit = _human_units(human, machine)
-    matrix = _agreement_matrix(names, m, human_unit, consensus)
-    shared = human_unit >= 0
+    judge_verdict, human_verdict = _unit_verdicts(m, human_unit, consensus)
+    matrix = _agreement_matrix(names, judge_verdict, human_verdict)
     agreement = None
-    if shared.any():
-        agreement = human_machine_agreement(human_consensus=consensus.verdict, unit=human_unit[shared],
-                                            verdict=m.choice[shared], judge=m.rater[shared], n_judges=m.n_raters)
+    if (human_unit >= 0).any():
+        judge, unit = np.nonzero(judge_verdict >= 0)
+        agreement = human_machine_agreement(human_consensus=human_verdict, unit=unit,
+                                            verdict=judge_verdict[judge, unit], judge=judge, n_judges=m.n_raters)
     score_a, score_b, score_aspect = _own_scores_of_sides(project_id, machine, scores, rules.aspect)
     rows = []
     left_out = np.zeros(m.n_raters, dtype=bool)
@@ -87,17 +89,33 @@ def _left_out_reason(swap) -> str:
     return reason
 
 
-def _agreement_matrix(names, m, human_unit, consensus) -> dict:
-    """The human consensus and every judge against each other, on the machine-judged units."""
-    machine_verdicts = judge_unit_verdicts(unit=m.unit, judge=m.rater, verdict=m.choice, n_units=m.n_units,
-                                           n_judges=m.n_raters)
+def _unit_verdicts(m, human_unit, consensus) -> tuple[np.ndarray, np.ndarray]:
+    """Per machine-judged unit, each judge's verdict (judges x units: the plurality of its verdicts in
+    both orders, UNDECIDED for a split) and the human consensus where it is a or b (UNDECIDED for a
+    tie or none).
+
+    The matrix's human row and the judges' accuracy against humans both read these, so the two give a
+    judge the same number. They once differed twice over: the accuracy took a judge's last verdict
+    (whichever order was asked last) where the matrix took the plurality of both orders, and the
+    matrix also counted the units humans called a tie. A judge whose two orders split on most units
+    read 0.00 in the matrix and 0.25 in the table."""
+    judge_verdict = judge_unit_verdicts(unit=m.unit, judge=m.rater, verdict=m.choice, n_units=m.n_units,
+                                        n_judges=m.n_raters)
+    human = np.where(human_unit >= 0, consensus.verdict[np.maximum(human_unit, 0)], UNDECIDED)
     human_verdict = np.full(m.n_units, UNDECIDED)
-    human_verdict[m.unit] = np.where(human_unit >= 0, consensus.verdict[np.maximum(human_unit, 0)], UNDECIDED)
-    result = verdict_agreement_matrix(np.vstack([human_verdict, machine_verdicts]))
-    return {"labels": ["human consensus", *names],
+    human_verdict[m.unit] = np.where((human == CHOICE_A) | (human == CHOICE_B), human, UNDECIDED)
+    return judge_verdict, human_verdict
+
+
+def _agreement_matrix(names, judge_verdict, human_verdict) -> dict:
+    """The human consensus and every judge against each other, on the machine-judged units; the
+    judges in name order, as in the judges' table."""
+    order = sorted(range(len(names)), key=lambda judge: names[judge])
+    result = verdict_agreement_matrix(np.vstack([human_verdict, judge_verdict[order]]))
+    return {"labels": ["human consensus", *(names[judge] for judge in order)],
             "agreement": [[number(v) for v in row] for row in result.agreement],
             "shared": result.shared.tolist(),
-            "message": "" if result.shared[0, 0] else "no machine-judged unit has a decided human consensus"}
+            "message": "" if result.shared[0, 0] else "no machine-judged unit has a human a / b consensus"}
 
 
 def _human_units(human: LoadedPairwise, machine: LoadedPairwise) -> np.ndarray:

@@ -90,6 +90,10 @@ class BackendUnavailable(BackendError):
 
 
 ReadBytes = Callable[[str], bytes]  # storage key -> bytes
+# Called by `score` / `judge_pairs`, as answers come, with the results of whole items (every aspect
+# of an image, or of a pair's order and sample): the job runner counts them while a chunk runs. The
+# list returned at the end is still the whole answer; a backend may also report nothing.
+Progress = Callable[[Sequence["ScoreResult | PairResult"]], None]
 
 
 @dataclass
@@ -167,10 +171,10 @@ class Backend(ABC):
         aspect it is asked. Backends that score one aspect override this."""
         return None
 
-    def score(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+    def score(self, requests: Sequence[ScoreRequest], progress: Progress | None = None) -> list[ScoreResult]:
         raise NotImplementedError(f"{self.name} does not score images")
 
-    def judge_pairs(self, requests: Sequence[PairRequest]) -> list[PairResult]:
+    def judge_pairs(self, requests: Sequence[PairRequest], progress: Progress | None = None) -> list[PairResult]:
         raise NotImplementedError(f"{self.name} does not judge pairs")
 
 

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from mlworkers.backends.base import Backend, BackendError, ImageRef, ScoreRequest, ScoreResult, register
+from mlworkers.backends.base import Backend, BackendError, ImageRef, Progress, ScoreRequest, ScoreResult, register
 from mlworkers.pipeline import default_num_workers, iter_preview_batches, split_normalisation
 from mlworkers.weights import resolve_device
 
@@ -89,7 +89,7 @@ class ClipFamilyBackend(Backend):
         raise NotImplementedError
 
     # --- scoring ------------------------------------------------------------------------------
-    def score(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+    def score(self, requests: Sequence[ScoreRequest], progress: Progress | None = None) -> list[ScoreResult]:
         if self.read_bytes is None:
             raise BackendError(f"{self.name} needs read_bytes to read the previews")
         import torch
@@ -121,16 +121,17 @@ class ClipFamilyBackend(Backend):
             for batch in batches:
                 for position, reason in batch.failures:
                     results[wanted[position]] = self._failed(items[wanted[position]][0], reason)
-                if batch.pixels is None:
-                    continue
-                images = self.encode_images(batch.pixels)
-                rows = None if texts is None else texts[torch.tensor([prompt_of[p] for p in batch.positions],
-                                                                     device=texts.device)]
-                for position, value in zip(batch.positions, self.values(images, rows).float().cpu().tolist()):
-                    image = items[wanted[position]][0]
-                    results[wanted[position]] = (
-                        ScoreResult(image_id=image.image_id, aspect=self.aspect, value=float(value))
-                        if math.isfinite(value) else self._failed(image, f"non-finite score {value}"))
+                if batch.pixels is not None:
+                    images = self.encode_images(batch.pixels)
+                    rows = None if texts is None else texts[torch.tensor([prompt_of[p] for p in batch.positions],
+                                                                         device=texts.device)]
+                    for position, value in zip(batch.positions, self.values(images, rows).float().cpu().tolist()):
+                        image = items[wanted[position]][0]
+                        results[wanted[position]] = (
+                            ScoreResult(image_id=image.image_id, aspect=self.aspect, value=float(value))
+                            if math.isfinite(value) else self._failed(image, f"non-finite score {value}"))
+                if progress is not None:
+                    progress([results[wanted[p]] for p in [*batch.positions, *(p for p, _ in batch.failures)]])
         return results
 
     def _text(self, prompt: str) -> str:

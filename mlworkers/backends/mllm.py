@@ -13,13 +13,14 @@ malformed answer is a failed item that keeps the raw text, never a score. Weight
 """
 import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from PIL import Image
 
 from mlworkers.backends.base import (
-    Aspect, Backend, BackendError, ImageRef, PairRequest, PairResult, ScoreRequest, ScoreResult, register,
+    Aspect, Backend, BackendError, ImageRef, PairRequest, PairResult, Progress, ScoreRequest, ScoreResult,
+    register,
 )
 from mlworkers.verdicts import UnreadableAnswer, pair_prompt, parse_pair, parse_scores, score_prompt
 from mlworkers.weights import resolve_device
@@ -127,7 +128,7 @@ class TransformersMLLMBackend(Backend):
 
     # --- the interface ------------------------------------------------------------------------
 
-    def score(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+    def score(self, requests: Sequence[ScoreRequest], progress: Progress | None = None) -> list[ScoreResult]:
         """One result per (request, image, aspect), in that order; one generation per image."""
         items, asks = [], []
         for request in requests:
@@ -135,15 +136,16 @@ class TransformersMLLMBackend(Backend):
             for image in request.images:
                 items.append((request, image))
                 asks.append(_Ask(request.prompt, text, [image], 1))
-        results = []
-        for (request, image), answers in zip(items, self._answer_all(asks)):
-            if isinstance(answers, str):
-                results += _failed_scores(image, request.aspects, answers)
-            else:
-                results += _read_scores(image, request, answers[0])
-        return results
 
-    def judge_pairs(self, requests: Sequence[PairRequest]) -> list[PairResult]:
+        def read(position: int, answers) -> list[ScoreResult]:
+            request, image = items[position]
+            if isinstance(answers, str):
+                return _failed_scores(image, request.aspects, answers)
+            return _read_scores(image, request, answers[0])
+
+        return self._results_of(asks, read, progress)
+
+    def judge_pairs(self, requests: Sequence[PairRequest], progress: Progress | None = None) -> list[PairResult]:
         """One result per (request, sample, aspect), in that order; one generation per sample of a
         request, the images shown `first` then `second`, each result tagged with its sample.
         Several samples of one request need do_sample (else they would be one answer k times)."""
@@ -151,13 +153,26 @@ class TransformersMLLMBackend(Backend):
             raise BackendError(f"{self.name}: several samples of a pair need parameters.do_sample true")
         asks = [_Ask(request.prompt, self._render(pair_prompt, request.prompt, request.aspects),
                      [request.first, request.second], len(request.samples)) for request in requests]
-        results = []
-        for request, answers in zip(requests, self._answer_all(asks)):
+
+        def read(index: int, answers) -> list[PairResult]:
+            request, results = requests[index], []
             for position, sample in enumerate(request.samples):
                 if isinstance(answers, str):
                     results += _failed_pairs(request, answers, sample=sample)
                 else:
                     results += _read_pair(request, answers[position], sample)
+            return results
+
+        return self._results_of(asks, read, progress)
+
+    def _results_of(self, asks: Sequence["_Ask"], read: Callable, progress: Progress | None) -> list:
+        """read(i, answers) for each ask's answers, in order, each batch's given to `progress` as it ends."""
+        results = []
+        for start, outcomes in self._answer_batches(asks):
+            batch = [result for offset, answers in enumerate(outcomes) for result in read(start + offset, answers)]
+            if progress is not None:
+                progress(batch)
+            results += batch
         return results
 
     # --- one item -----------------------------------------------------------------------------
@@ -240,11 +255,11 @@ class TransformersMLLMBackend(Backend):
         logger.info("%s: loaded %s (%s) on %s in %s", self.name, self.model_ref, type(model).__name__, device, dtype)
         return model, processor
 
-    def _answer_all(self, asks: Sequence[_Ask]) -> list[list[_Answer] | str]:
-        """For each ask: its `copies` answers from the judge, or the item's error, in order. Asks are
-        read and generated about batch_size generations at a time (an ask's copies stay together),
-        so only their pictures are in memory."""
-        outcomes, start = [], 0
+    def _answer_batches(self, asks: Sequence[_Ask]) -> Iterator[tuple[int, list[list[_Answer] | str]]]:
+        """(index of the first ask, outcomes) batch after batch, each outcome an ask's `copies`
+        answers from the judge or the item's error. Asks are read and generated about batch_size
+        generations at a time (an ask's copies stay together), so only their pictures are in memory."""
+        start = 0
         while start < len(asks):
             end, rows = start + 1, asks[start].copies
             while end < len(asks) and rows + asks[end].copies <= self._batch_size:
@@ -253,10 +268,9 @@ class TransformersMLLMBackend(Backend):
             prepared = [(self._prepare(ask.prompt, ask.text, ask.images), ask.copies) for ask in asks[start:end]]
             ready = [(generation, copies) for generation, copies in prepared if isinstance(generation, _Generation)]
             answers = iter(self._generate(ready) if ready else ())
-            outcomes += [[next(answers) for _ in range(copies)] if isinstance(generation, _Generation) else generation
-                         for generation, copies in prepared]
+            yield start, [[next(answers) for _ in range(copies)] if isinstance(generation, _Generation) else generation
+                          for generation, copies in prepared]
             start = end
-        return outcomes
 
     def _generate(self, batch: Sequence[tuple[_Generation, int]]) -> list[_Answer]:
         """Answers for each generation's copies, in order: each copy is its own row, so with

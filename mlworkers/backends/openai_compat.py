@@ -15,14 +15,14 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import urllib3
 
 from mlworkers.backends.base import (
-    Backend, BackendError, ImageRef, PairRequest, PairResult, ScoreRequest, ScoreResult, register,
+    Backend, BackendError, ImageRef, PairRequest, PairResult, Progress, ScoreRequest, ScoreResult, register,
 )
 from mlworkers.verdicts import (
     UnreadableAnswer, pair_prompt, pair_schema, parse_pair, parse_scores, score_prompt, score_schema,
@@ -165,20 +165,20 @@ class OpenAIChatBackend(Backend):
 
     # --- the interface ------------------------------------------------------------------------
 
-    def score(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+    def score(self, requests: Sequence[ScoreRequest], progress: Progress | None = None) -> list[ScoreResult]:
         """One result per (request, image, aspect), in that order; one endpoint call per image."""
         jobs = [(request, image) for request in requests for image in request.images]
-        per_image = self._run_all(jobs, lambda job, abort: self._score_image(*job, abort))
+        per_image = self._run_all(jobs, lambda job, abort: self._score_image(*job, abort), progress)
         return [result for results in per_image for result in results]
 
-    def judge_pairs(self, requests: Sequence[PairRequest]) -> list[PairResult]:
+    def judge_pairs(self, requests: Sequence[PairRequest], progress: Progress | None = None) -> list[PairResult]:
         """One result per (request, sample, aspect), in that order; one endpoint call per sample of
         a request, all through the same bounded pool and retries, each result tagged with its sample."""
         asks = []
         for request in requests:
             question = _SharedQuestion(lambda request=request: self._pair_question(request), len(request.samples))
             asks += [(request, sample, question) for sample in request.samples]
-        per_sample = self._run_all(asks, lambda ask, abort: self._judge_pair(*ask, abort))
+        per_sample = self._run_all(asks, lambda ask, abort: self._judge_pair(*ask, abort), progress)
         return [result for results in per_sample for result in results]
 
     # --- one item -----------------------------------------------------------------------------
@@ -338,9 +338,10 @@ class OpenAIChatBackend(Backend):
                 raise _Aborted()
         raise BackendError(f"{url} unreachable or failing after {self._max_retries + 1} attempts: {problem}")
 
-    def _run_all(self, jobs: list, ask: Callable) -> list:
-        """ask(job, abort) for every job on at most max_concurrency threads; results in job order.
-        The first BackendError stops the other jobs and is raised."""
+    def _run_all(self, jobs: list, ask: Callable, progress: Progress | None = None) -> list:
+        """ask(job, abort) for every job on at most max_concurrency threads; results in job order,
+        each job's also given to `progress` (on this thread) as it ends. The first BackendError
+        stops the other jobs and is raised."""
         if not jobs:
             return []
         abort = threading.Event()
@@ -355,7 +356,12 @@ class OpenAIChatBackend(Backend):
         with ThreadPoolExecutor(max_workers=min(self._max_concurrency, len(jobs)),
                                 thread_name_prefix=self.name) as pool:
             futures = [pool.submit(run, job) for job in jobs]
-            wait(futures, return_when=FIRST_EXCEPTION)
+            pending = set(futures)
+            while pending and not abort.is_set():
+                ended, pending = wait(pending, return_when=FIRST_COMPLETED)
+                if progress is not None and not abort.is_set():  # a failed job sets abort before it ends
+                    for future in ended:
+                        progress(future.result())
             if abort.is_set():
                 for future in futures:
                     future.cancel()

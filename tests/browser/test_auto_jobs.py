@@ -29,8 +29,9 @@ def test_admin_launches_watches_cancels_and_resumes_a_job(page, live_server, cel
     services.machine_annotator_create(name="vlm", backend="openai_chat", model_ref="judge",
                                       parameters={"base_url": chat_server.base_url, "max_concurrency": 1})
     slow = {"delay": 0.4}
-    chat_server.responder = lambda request: Reply.chat(
-        json.dumps({"aesthetic": {"choice": "second", "rationale": "cleaner"}}), delay=slow["delay"])
+    chat_server.responder = lambda request: Reply.chat(  # the first answer is prose: one failed item
+        json.dumps({"aesthetic": {"choice": "second", "rationale": "cleaner"}}) if len(chat_server.requests) > 1
+        else "The second, I suppose.", delay=slow["delay"])
     sign_in_as_admin(page, live_server, imported)
 
     page.get_by_test_id("launch-kind").select_option("pairs")
@@ -39,11 +40,16 @@ def test_admin_launches_watches_cancels_and_resumes_a_job(page, live_server, cel
     page.get_by_test_id("launch-submit").click()
     page.wait_for_url("**/auto-jobs/*/")
     page.wait_for_function("document.querySelector('[data-testid=job-done]').textContent !== '0'")
+    assert AutoAnnotationJob.objects.get().chunks_done == 0  # counted while the first chunk runs
     page.get_by_test_id("job-cancel").click()
+    page.wait_for_function("document.querySelector('[data-testid=job-status]').textContent === 'cancelling'")
     page.wait_for_function("document.querySelector('[data-testid=job-status]').textContent === 'cancelled'")
     job = AutoAnnotationJob.objects.get()
     stored_when_cancelled = PreferenceJudgment.objects.count()
     assert job.status == "cancelled" and 0 < stored_when_cancelled < 36
+    page.wait_for_function("document.querySelectorAll('[data-testid=job-failures] tbody tr').length === 1")
+    failure = page.get_by_test_id("job-failures").locator("tbody tr td")
+    assert failure.nth(1).inner_text() == "aesthetic" and "not JSON" in failure.nth(2).inner_text()
 
     slow["delay"] = 0
     page.get_by_test_id("job-resume").click()
@@ -52,6 +58,7 @@ def test_admin_launches_watches_cancels_and_resumes_a_job(page, live_server, cel
 
     assert PreferenceJudgment.objects.filter(source="machine").count() == 36
     assert page.get_by_test_id("job-failed").inner_text() == "0"
+    assert page.get_by_test_id("job-total").inner_text() == str(36 - stored_when_cancelled)  # what was left
     assert page.get_by_test_id("job-rate").inner_text().endswith("items/s")
     assert page.get_by_test_id("job-life").inner_text().startswith("started by pat at ")
 

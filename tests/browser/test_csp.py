@@ -79,7 +79,7 @@ def test_every_main_page_runs_without_a_csp_violation(watched, live_server, camp
         ("/projects/cats/auto-jobs/", "[data-testid=launch-form]"),
         (f"/auto-jobs/{job.pk}/", "[data-testid=job-status]"),
         ("/projects/cats/filter-runs/", None),
-        (f"/filter-runs/{data.run.pk}/", "[data-testid=agreement-plot]"),
+        (f"/filter-runs/{data.run.pk}/", "body[data-charts-drawn]"),
         ("/projects/cats/exports/", "[data-testid=export-form]"),
         (f"/exports/{export.pk}/", "[data-testid=export-status]"),
         ("/projects/cats/members/", "[data-testid=invitation-copy]"),

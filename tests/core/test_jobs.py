@@ -410,10 +410,11 @@ def test_a_chunk_taken_over_while_its_worker_judged_stores_nothing(new_job, monk
     job = new_job("auto")
     chunk_id = runner.auto_job_start(job_id=job.pk, send=False)[0]
 
-    def judge_then_lose_the_chunk(job, backend, image_ids):
+    def judge_then_lose_the_chunk(job, backend, chunk):
         Chunk.objects.filter(pk=chunk_id).update(attempts=2, heartbeat_at=timezone.now())
-        scores = [AspectScore(**runner._machine(job, image_id=i, aspect="aesthetic", value=3.0)) for i in image_ids]
-        return scores, [], len(image_ids), 0
+        scores = [AspectScore(**runner._machine(job, image_id=i, aspect="aesthetic", value=3.0))
+                  for i in chunk.item_ids]
+        return scores, [], len(chunk.item_ids), 0
 
     monkeypatch.setattr(runner, "backend_for", lambda annotator: object())
     monkeypatch.setattr(runner, "_score_chunk", judge_then_lose_the_chunk)

@@ -9,6 +9,7 @@ from annotation.models import PreferenceJudgment, Source
 from curation import services
 from curation.models import UnitVerdict
 from tests.conftest import client_for, wait_for
+from tests.curation.chart_data import charts_on_page
 from tests.factories import ComparisonFactory, MembershipFactory, PromptFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -242,7 +243,7 @@ def test_the_report_catches_the_position_biased_machine_judge(project):
     faithful, biased = judges_report["faithful-vlm"], judges_report["first-picker"]
     assert biased["position_biased"] and not faithful["position_biased"]
     assert faithful["swap_agreement"] > 0.75 > 0.3 > biased["swap_agreement"]
-    assert faithful["human_accuracy"] > 0.8 and faithful["human_pairs"] > 100
+    assert faithful["human_accuracy"] > 0.8 and faithful["human_pairs"] > 90
     assert faithful["human_accuracy_ci"][0] < faithful["human_accuracy"] < faithful["human_accuracy_ci"][1]
     assert run.summary["transitivity"]["prompts_checked"] == 1
 
@@ -273,8 +274,8 @@ def test_the_report_page_shows_judges_strength_and_transitivity(project, researc
     html = page.get(f"/filter-runs/{run.pk}/").content.decode()
 
     assert 'data-testid="run-judge-first-picker"' in html and "position-biased" in html
-    strength_plot = html[html.index('data-testid="strength-plot"'):]
-    assert strength_plot[:strength_plot.index("</svg>")].count("<rect") == 20
+    bins = charts_on_page(html)["strength"]
+    assert [b["units"] for b in bins] == run.summary["strength"]["histogram"]["counts"] and len(bins) == 20
     assert 'data-testid="run-transitivity"' in html
 
 

@@ -6,6 +6,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from annotation.models import Membership, PreferenceJudgment, Source
+from tests.curation.chart_data import charts_on_page
 from tests.curation.test_filter_runs import EXCLUDING, run_filter, simulated_crowd
 from tests.factories import UserFactory
 
@@ -45,7 +46,7 @@ def test_agreement_is_reported_for_every_aspect_with_judgments(project):
     assert overall["fleiss_kappa"] is not None and overall["fleiss_units"] == 80
 
 
-def test_the_page_draws_a_bar_per_aspect_and_the_agreement_table(project, researcher):
+def test_the_page_charts_alpha_per_aspect_by_its_label_beside_the_agreement_table(project, researcher):
     comparisons = simulated_crowd(project, units=40)
     judge_aspect(project, comparisons, aspect="aesthetic", names=["r1", "r2", "r3"], accuracy=0.9)
     run = run_filter(project)
@@ -54,8 +55,26 @@ def test_the_page_draws_a_bar_per_aspect_and_the_agreement_table(project, resear
 
     html = page.get(f"/filter-runs/{run.pk}/").content.decode()
 
-    assert 'data-testid="agreement-bar-overall"' in html and 'data-testid="agreement-bar-aesthetic"' in html
-    assert 'data-testid="run-agreement-aesthetic"' in html
+    bars = {row["key"]: row for row in charts_on_page(html)["agreement"]}
+    assert {key: bars[key]["aspect"] for key in bars} == {"overall": "Overall", "aesthetic": "Aesthetic"}
+    assert all(bars[key]["alpha"] == row["alpha"] and [bars[key]["low"], bars[key]["high"]] == row["alpha_ci"]
+               for row in run.summary["agreement_by_aspect"] for key in [row["aspect"]])
+    assert 'data-chart="agreement"' in html and 'data-testid="run-agreement-aesthetic"' in html
+
+
+def test_an_aspect_without_an_alpha_keeps_its_label_and_says_why_on_the_chart(project, researcher):
+    comparisons = simulated_crowd(project, units=20)
+    judge_aspect(project, comparisons, aspect="fidelity", names=["solo"], accuracy=0.9)
+    run = run_filter(project)
+    page = APIClient()
+    page.force_login(researcher)
+
+    bars = {row["key"]: row for row in charts_on_page(page.get(f"/filter-runs/{run.pk}/").content.decode())["agreement"]}
+
+    fidelity = next(row for row in run.summary["agreement_by_aspect"] if row["aspect"] == "fidelity")
+    assert fidelity["alpha"] is None and fidelity["message"]
+    assert bars["fidelity"]["aspect"] == "Fidelity" and bars["fidelity"]["alpha"] is None
+    assert bars["fidelity"]["note"] == fidelity["message"]
 
 
 def test_the_rater_table_gives_each_raters_left_advantage_from_the_bradley_terry_fit(project):
@@ -84,13 +103,15 @@ def test_the_page_draws_each_raters_left_share_and_left_advantage(project, resea
 
     html = page.get(f"/filter-runs/{run.pk}/").content.decode()
 
-    plot = html[html.index('data-testid="position-bias-plot"'):]
-    plot = plot[:plot.index("</svg>")]
-    assert plot.count('data-testid="bias-share-') == 7 and plot.count('data-testid="bias-advantage-') == 7
-    assert "lefty: left 1.00" in plot and "lefty: left advantage +" in plot
+    rows = {row["rater"]: row for row in charts_on_page(html)["bias"]}
+    lefty = next(r for r in run.summary["raters"] if r["rater"] == "lefty")
+    assert len(rows) == 7 and 'data-chart="bias-share"' in html and 'data-chart="bias-advantage"' in html
+    assert rows["lefty"]["left_share"] == 1.0 and [rows["lefty"]["share_low"], rows["lefty"]["share_high"]] == \
+        lefty["left_share_ci"]
+    assert rows["lefty"]["advantage_low"] == pytest.approx(lefty["left_advantage"] - 1.96 * lefty["left_advantage_se"])
 
 
-def test_the_reliability_plot_puts_each_rater_at_their_volume_and_agreement(project, researcher):
+def test_the_reliability_chart_puts_each_rater_at_their_volume_and_agreement(project, researcher):
     simulated_crowd(project, units=40)
     run = run_filter(project, EXCLUDING)  # lefty and the clicker are left out, drawn red
     page = APIClient()
@@ -98,8 +119,10 @@ def test_the_reliability_plot_puts_each_rater_at_their_volume_and_agreement(proj
 
     html = page.get(f"/filter-runs/{run.pk}/").content.decode()
 
-    plot = html[html.index('data-testid="reliability-plot"'):]
-    plot = plot[:plot.index("</svg>")]
+    points = charts_on_page(html)["reliability"]["points"]
     lefty = next(r for r in run.summary["raters"] if r["rater"] == "lefty")
-    assert plot.count("<circle") == 7 and ">40</text>" in plot  # the x axis ends at the most judgments made
-    assert f'cy="{220 - 200 * lefty["agreement"]}"' in plot and 'fill="#a40e26"><title>lefty: 40 judgments' in plot
+    assert sorted(name for p in points for name in p["raters"].split(", ")) == sorted(
+        r["rater"] for r in run.summary["raters"])
+    at_lefty = next(p for p in points if "lefty" in p["raters"].split(", "))
+    assert (at_lefty["judgments"], at_lefty["agreement"]) == (40, lefty["agreement"])
+    assert at_lefty["status"] == "left out by this run" and lefty["excluded"] in at_lefty["why"]

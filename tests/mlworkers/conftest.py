@@ -41,3 +41,18 @@ def imported(project, images_dir):
     manifest_import(project=project, lines=lines, policy=SourcePolicy.from_settings(images_root=images_dir))
     work_units_open(project=project)
     return project
+
+
+@pytest.fixture
+def admin_client(imported):
+    """An API client signed in as pat, an admin of the imported project."""
+    from rest_framework.test import APIClient
+
+    from annotation.services import membership_set
+    from tests.factories import UserFactory
+
+    admin = UserFactory(username="pat")
+    membership_set(project=imported, user=admin, role="admin")
+    client = APIClient()
+    client.force_login(admin)
+    return client

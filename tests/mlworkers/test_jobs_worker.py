@@ -4,25 +4,13 @@ import threading
 from collections import defaultdict
 
 import pytest
-from rest_framework.test import APIClient
 
 from annotation.models import AspectScore, PreferenceJudgment
-from annotation.services import membership_set
 from mlworkers import services
 from tests.conftest import wait_for
-from tests.factories import UserFactory
 from tests.mlworkers.chat_server import Reply, alternating_verdicts
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
-
-
-@pytest.fixture
-def admin_client(imported):
-    admin = UserFactory(username="pat")
-    membership_set(project=imported, user=admin, role="admin")
-    client = APIClient()
-    client.force_login(admin)
-    return client
 
 
 def finished_job(client, job_id):

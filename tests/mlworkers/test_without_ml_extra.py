@@ -11,14 +11,11 @@ import sys
 import textwrap
 
 import pytest
-from rest_framework.test import APIClient
 
 from annotation.models import PreferenceJudgment
-from annotation.services import membership_set
 from mlworkers import services
 from mlworkers.backends.base import backend_class, backend_names
 from tests.conftest import ROOT, _database_url_for_workers, wait_for
-from tests.factories import UserFactory
 from tests.mlworkers.chat_server import alternating_verdicts
 from tests.workers import WorkerPool, filesystem_broker_options, sending_to
 
@@ -121,15 +118,6 @@ def torchless_worker(django_db_setup, tmp_path_factory, without_ml_extra):
             yield process
     finally:
         pool.stop_all()
-
-
-@pytest.fixture
-def admin_client(imported):
-    admin = UserFactory(username="pat")
-    membership_set(project=imported, user=admin, role="admin")
-    client = APIClient()
-    client.force_login(admin)
-    return client
 
 
 FINISHED = ("succeeded", "failed", "cancelled")

@@ -1,8 +1,9 @@
 """python manage.py demo [--addr HOST:PORT] [--no-serve | --check]
 
 The `make demo` experience: migrate, seed the demo people, project and images (idempotently),
-print where to go and how to log in, then run the web server and a real Celery worker side by
-side until Ctrl-C.
+and a second project judged by a simulated crowd with its filter run and export already made
+(curation's `seed_simulated_crowd`), print where to go and how to log in, then run the web
+server and a real Celery worker side by side until Ctrl-C.
 """
 import hashlib
 import json
@@ -29,11 +30,15 @@ from annotation.assignment import work_units_open
 from annotation.image_sources import SourcePolicy
 from annotation.importing import manifest_import
 from annotation.models import Image, MachineAnnotator, Membership, Project, TaskType, text_digest
-from annotation.services import membership_set, project_create, researcher_grant
+from annotation.services import membership_set, project_create, project_update, researcher_grant
 
 PROJECT_SLUG = "demo"
+CROWD_SLUG = "simulated-crowd"  # curation.demo_crowd.CROWD_SLUG (annotation does not import curation)
 CREDENTIALS_NAME = "demo-credentials.json"
 ITEMS_DIR_NAME = "demo-items"
+# A folder the demo's server may import from (IMPORT_LOCAL_ROOTS), with a sample to try an import on.
+IMPORTS_DIR_NAME = "imports"
+SAMPLE_DIR_NAME = "sample"
 READY_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 10
 
@@ -49,7 +54,14 @@ DEMO_USERS = [
     DemoUser("researcher", "researcher"),
     DemoUser("annotator1", "annotator"),
     DemoUser("annotator2", "annotator"),
+    DemoUser("annotator3", "annotator"),
 ]
+DEMO_ANNOTATORS = [d.username for d in DEMO_USERS if d.role == "annotator"]
+# Judgments wanted per unit: fewer than there are annotators. With more, no unit could ever
+# complete (each person judges a unit once): progress would count as remaining work that nobody
+# can take.
+DEMO_OVERLAP = 2
+assert DEMO_OVERLAP < len(DEMO_ANNOTATORS)
 
 
 class Command(BaseCommand):
@@ -63,8 +75,9 @@ class Command(BaseCommand):
         mode.add_argument("--no-serve", action="store_true",
                           help="Only migrate, seed and print the logins; start nothing.")
         mode.add_argument("--check", action="store_true",
-                          help="Start the web server and the worker, wait until both are ready, stop them "
-                               "and exit 0 (non-zero if either fails within 60 s).")
+                          help="Check the seeded filter run and export of the simulated crowd, start the web "
+                               "server and the worker, wait until both are ready, stop them and exit 0 "
+                               "(non-zero if a check fails or either is not ready within 60 s).")
 
     def handle(self, *args, addr, no_serve, check, **options):
         self.verbosity = options["verbosity"]
@@ -78,8 +91,15 @@ class Command(BaseCommand):
         project = self.seed_project()
         self.seed_images(project)
         work_units_open(project=project)
+        self.seed_import_sample()
         # mlworkers' own command (annotation does not import mlworkers): the catalogue's judges.
         call_command("seed_catalogue", verbosity=self.verbosity, stdout=self.stdout)
+        # curation's own command too: the simulated crowd's judgments, filter run and export.
+        self.note("Seeding the simulated crowd's project (judgments, filter run, export)...")
+        call_command("seed_simulated_crowd", images_dir=str(Path(settings.VAR_DIR) / ITEMS_DIR_NAME),
+                     researcher="researcher", admin="admin", verbosity=self.verbosity, stdout=self.stdout)
+        if check:
+            call_command("seed_simulated_crowd", check=True, verbosity=self.verbosity, stdout=self.stdout)
         base_url = f"http://{_client_host(host)}:{port}"
         self.print_banner(base_url, project, logins, serving=not no_serve)
         if no_serve:
@@ -136,9 +156,11 @@ class Command(BaseCommand):
                 instructions=("Each prompt asks for coloured shapes in given numbers and places. Prefer the image "
                               "that shows exactly what the prompt says; flag noise blotches, smeared or "
                               "duplicated regions and shapes cut off by the frame."),
-                task_types=list(TaskType.values),
+                task_types=list(TaskType.values), overlap=DEMO_OVERLAP,
             )
-        for name in ("annotator1", "annotator2"):
+        elif project.overlap >= len(DEMO_ANNOTATORS):  # seeded by an older demo (overlap 3, two annotators)
+            project = project_update(project=project, overlap=DEMO_OVERLAP)
+        for name in DEMO_ANNOTATORS:
             membership_set(project=project, user=people[name], role=Membership.Role.ANNOTATOR)
         membership_set(project=project, user=people["admin"], role=Membership.Role.ADMIN)
         return project
@@ -166,6 +188,14 @@ class Command(BaseCommand):
         self.note(f"Imported {summary.images_created} images under {summary.prompts_created} prompts, "
                   f"{summary.comparisons_created} comparisons.")
 
+    def seed_import_sample(self) -> None:
+        """Draw a second set of images with their manifest into VAR_DIR/imports/sample (once): what a
+        researcher trying the import page uploads, naming the server folder `sample`."""
+        sample = Path(settings.VAR_DIR) / IMPORTS_DIR_NAME / SAMPLE_DIR_NAME
+        if not (sample / demo_art.MANIFEST_NAME).exists():
+            self.note("Drawing a sample import (once)...")
+            demo_art.write_demo_manifest(sample, seed=11)
+
     # --- output ----------------------------------------------------------------------------
 
     def note(self, message: str) -> None:
@@ -185,7 +215,12 @@ class Command(BaseCommand):
             f"  App        {base_url}/",
             f"  Admin      {base_url}/admin/",
             f"  API docs   {base_url}/api/docs/",
-            f"  Project    {project.slug} ({counts})",
+            f"  Project    {project.slug} ({counts}, overlap {project.overlap}): annotate it yourself",
+            f"  Import     a sample to try the import page on: upload "
+            f"{Path(settings.VAR_DIR) / IMPORTS_DIR_NAME / SAMPLE_DIR_NAME / demo_art.MANIFEST_NAME}",
+            f"             with the server folder {Path(settings.VAR_DIR) / IMPORTS_DIR_NAME} / {SAMPLE_DIR_NAME}",
+            f"  Results    {CROWD_SLUG}: judged by a simulated crowd, with a finished filter run and export;",
+            "             sign in as researcher: the home page says where to look (Report, Export).",
             "",
             f"  {'user':<12} {'role':<20} password",
         ]
@@ -250,6 +285,8 @@ class DemoProcesses:
 
     def _start(self) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # The demo's server may import from VAR_DIR/imports unless told otherwise.
+        env.setdefault("IMPORT_LOCAL_ROOTS", str(Path(settings.VAR_DIR) / IMPORTS_DIR_NAME))
         manage = str(Path(settings.BASE_DIR) / "manage.py")
         commands = {
             "web": [sys.executable, manage, "runserver", self.addr, "--noreload"],

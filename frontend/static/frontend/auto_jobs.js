@@ -63,10 +63,13 @@ async function refreshFailures(url) {
   body.replaceChildren(
     ...page.results.map((failure) => {
       const row = document.createElement("tr");
-      const item = failure.image
-        ? `image ${failure.image}`
-        : `pair ${failure.comparison} (first: ${failure.first_image}, sample ${failure.sample})`;
-      for (const text of [item, failure.aspect, failure.error, failure.raw.slice(0, 300)]) {
+      let item = `image ${failure.image}`;
+      if (!failure.image) {
+        item = failure.first_image
+          ? `pair ${failure.comparison} (first: ${failure.first_image}, sample ${failure.sample})`
+          : `pair ${failure.comparison} (every order and sample)`;
+      }
+      for (const text of [item, failure.aspects.join(", "), failure.error, failure.raw.slice(0, 300)]) {
         const cell = document.createElement("td");
         cell.textContent = text;
         row.append(cell);

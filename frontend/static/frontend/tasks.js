@@ -58,10 +58,19 @@ function pairwise(config, { submit, say, prefs }) {
     markCurrent([...rows, overallRow], perAspect ? focus : -1);
   }
 
+  /** Per-aspect mode may make the page taller than the screen: scrolls the rows in when needed. */
+  function keepInView() {
+    for (const row of [overallRow, focus < aspects.length ? rows[focus] : overallRow]) {
+      const box = row.getBoundingClientRect();
+      if (box.top < 0 || box.bottom > window.innerHeight) row.scrollIntoView({ block: "nearest" });
+    }
+  }
+
   function answerAspect(index, side) {
     answers[aspects[index].key] = side;
     focus = firstUnanswered();
     render();
+    keepInView();
   }
 
   function overall(side) {
@@ -80,6 +89,7 @@ function pairwise(config, { submit, say, prefs }) {
     prefs.set("aspects", perAspect);
     focus = firstUnanswered();
     render();
+    if (perAspect) keepInView();
     say(perAspect ? "Per-aspect answers on: the keys answer each aspect, then overall." : "Per-aspect answers off.");
   }
 
@@ -113,6 +123,7 @@ function pairwise(config, { submit, say, prefs }) {
       if (perAspect && (key === "ArrowUp" || key === "ArrowDown")) {
         focus = Math.max(0, Math.min(aspects.length, focus + (key === "ArrowUp" ? -1 : 1)));
         render();
+        keepInView();
         return true;
       }
       return false;
@@ -172,12 +183,14 @@ function aspectScore(config, { submit, say }) {
     });
   });
   submitButton.addEventListener("click", trySubmit);
+  // One rule, stated beside the box and in the key help: Enter submits, Shift+Enter starts a new
+  // line. Leaving the box on Enter also means the digits typed next score again (when an aspect is
+  // still missing, the status line names it).
   rationale.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
-      event.preventDefault();
-      rationale.blur();
-      trySubmit();
-    }
+    if (event.key !== "Enter" || event.shiftKey || event.isComposing) return;
+    event.preventDefault();
+    rationale.blur();
+    trySubmit();
   });
 
   render();
@@ -229,18 +242,30 @@ function personalRating(config, { submit }) {
   };
 }
 
-function artifactFlag(config, { submit }) {
+function artifactFlag(config, { submit, say }) {
   const tags = config.artifact_reasons;
   const buttons = new Map(tags.map((tag) => [tag, byTestId(`reason-${tag}`)]));
   let reasons = new Set();
+  let freeAsked = false; // "Artifact-free" was chosen once with reasons picked
 
   function toggleReason(tag) {
     if (reasons.has(tag)) reasons.delete(tag);
     else reasons.add(tag);
+    freeAsked = false;
     setPressed(buttons.get(tag), reasons.has(tag));
   }
 
-  const flagFree = () => submit({ has_artifacts: false }); // reasons belong to flawed images only
+  // Reasons belong to flawed images only: with some picked, "Artifact-free" asks first, and only a
+  // second "Artifact-free" drops them.
+  function flagFree() {
+    if (reasons.size && !freeAsked) {
+      freeAsked = true;
+      const picked = tags.filter((tag) => reasons.has(tag)).map((tag) => tag.replace(/_/g, " ")).join(", ");
+      say(`You picked ${picked}. “Has artifacts” keeps them; “Artifact-free” again drops them.`);
+      return;
+    }
+    submit({ has_artifacts: false });
+  }
   const flagArtifacts = () => submit({ has_artifacts: true, reasons: tags.filter((tag) => reasons.has(tag)) });
 
   buttons.forEach((button, tag) => button.addEventListener("click", () => toggleReason(tag)));
@@ -250,6 +275,7 @@ function artifactFlag(config, { submit }) {
   return {
     reset() {
       reasons = new Set();
+      freeAsked = false;
       buttons.forEach((button) => setPressed(button, false));
     },
     onKey(key) {

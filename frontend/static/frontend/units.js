@@ -27,9 +27,11 @@ export class UnitBuffer {
     this.answered = answered;
     this.units = [];
     this.images = new Map(); // preview URL -> Image, kept so the decoded picture stays cached
+    this.decoded = new Set(); // preview URLs whose picture has been decoded
     this.fetching = null;
     this.dryUntil = 0;
     this.noMoreWork = false;
+    this.completion = null;
     // Assignments that left the screen with an answer in this page's life. A lease answer may
     // have been built before the server saw that answer, so it can still list them as held.
     this.retired = new Set();
@@ -116,6 +118,8 @@ export class UnitBuffer {
       }
     }
     this.noMoreWork = Boolean(data?.no_more_work) && added === 0;
+    // A study participant's end of work: the study's completion code and URL (null for everyone else).
+    this.completion = data?.completion ? { ...data.completion, state: data.state } : null;
     this.dryUntil = added ? 0 : Date.now() + DRY_SPELL_MS;
     this.#save();
     this.#preload();
@@ -133,13 +137,23 @@ export class UnitBuffer {
         const img = new Image();
         img.decoding = "async";
         img.src = image.preview_url;
-        img.decode().catch(() => {}); // a broken image shows its error when painted
-        this.images.set(image.preview_url, img);
+        const url = image.preview_url;
+        img.decode().then(() => {
+          if (this.images.get(url) === img) this.decoded.add(url);
+        }).catch(() => {}); // a broken image shows its error when painted
+        this.images.set(url, img);
       }
     }
     for (const url of this.images.keys()) {
-      if (!wanted.has(url)) this.images.delete(url);
+      if (wanted.has(url)) continue;
+      this.images.delete(url);
+      this.decoded.delete(url);
     }
+  }
+
+  /** Whether the preview at `url` is held here already decoded (it paints without waiting). */
+  isDecoded(url) {
+    return this.decoded.has(url);
   }
 
   #save() {

@@ -4,6 +4,7 @@
 // `keypress` / `unit-painted` in the performance timeline.
 
 import { get, post, setCsrfFallback } from "./api.js";
+import { showCompletion } from "./completion.js";
 import { byTestId, sleep, store } from "./dom.js";
 import { installKeys } from "./keys.js";
 import { say, showError, signInLink } from "./messages.js";
@@ -41,7 +42,9 @@ const ui = {
   zoom: byTestId("zoom"),
   help: byTestId("key-help"),
   helpToggle: byTestId("help-toggle"),
+  helpClose: byTestId("help-close"),
   instructions: byTestId("instructions"),
+  instructionsClose: byTestId("instructions-close"),
   editProfile: byTestId("edit-profile"),
 };
 
@@ -81,12 +84,15 @@ const queue = new SubmissionQueue({
   url: `${config.api_base}submit/`,
   onChange: updateSync,
   onSent(stored) {
+    doneToday.changes += 1; // the server's count moved
     if (stored) refreshProgressSoon();
   },
   onRejected(item, message) {
+    countDone(item, -1);
     showError(`Not saved: your answer for “${unitName(item)}” was refused: ${message}`);
   },
   onConflict(item, message) {
+    countDone(item, -1);
     showError(`Not saved: your answer for “${unitName(item)}” conflicts with a different answer already ` +
       `stored under the same key; the stored answer is kept (${message}).`);
   },
@@ -118,6 +124,8 @@ function decide(values) {
     ...values,
     _unit: unit, // stays in the browser: lets undo put an unsent answer's unit back
   });
+  countDone(values, +1);
+  if (ui.instructions.open) toggleInstructions(false); // answering means they have been read
   const next = buffer.advance();
   if (next) show(next);
   else seekWork();
@@ -135,6 +143,7 @@ const buffer = new UnitBuffer({
 
 const stage = createStage({
   taskType: config.task_type,
+  isDecoded: (url) => buffer.isDecoded(url),
   onImageError() {
     if (!prefs.get("skipReason")) ui.skipReason.value = "image did not load";
   },
@@ -160,6 +169,7 @@ function show(unit) {
   stage.paint(unit, resolveReady);
   task.reset();
   setMode("unit");
+  if (!instructionsRead) ui.instructions.open = true; // until they have been read once
 }
 
 /** Leases more units in the background when few are left; never blocks the screen. */
@@ -190,7 +200,10 @@ async function seekWork() {
       if (queue.length) {
         await queue.drain(); // held units may be answers still on their way to the server
       } else if (noMoreWork) {
-        setMode("empty");
+        if (buffer.completion) {
+          setMode("stopped"); // a study participant's work has ended: the study's completion screen
+          showCompletion(ui.root, buffer.completion);
+        } else setMode("empty");
         refreshProgressSoon(0);
         return;
       } else {
@@ -235,6 +248,7 @@ async function undo() {
   if (undoing || mode === "onboarding") return;
   const item = queue.takeBackLast();
   if (item?._unit) {
+    countDone(item, -1);
     restore(item._unit);
     say("Undone: your last answer was never sent. Answer this unit again.");
     return;
@@ -245,6 +259,7 @@ async function undo() {
     const drained = await Promise.race([queue.drain().then(() => true), sleep(10_000).then(() => false)]);
     if (!drained) throw new Error("your earlier answers are still waiting to be sent");
     const data = await post(`${config.api_base}undo/`, {});
+    doneToday.changes += 1;
     const unit = data?.units?.[0];
     if (unit && unit.task_type === config.task_type) {
       restore(unit);
@@ -265,15 +280,38 @@ async function undo() {
 
 let progressTimer = null;
 
+// "Done today" counts each answer (not skips) the moment it is given. The server's figure replaces
+// the count only when it is known to be exact: nothing was sent, answered or acknowledged while it
+// was read; `here` then holds the answers still waiting in the queue.
+const doneToday = { base: null, here: 0, changes: 0 };
+
+function countDone(item, step) {
+  if (item.skip) return;
+  doneToday.here += step;
+  doneToday.changes += 1;
+  if (doneToday.base !== null) ui.doneToday.textContent = String(doneToday.base + doneToday.here);
+}
+
+/** Reads the figures again in `delay` ms; a read already due is not pushed back by a later call. */
 function refreshProgressSoon(delay = 500) {
+  if (progressTimer !== null && delay > 0) return;
   clearTimeout(progressTimer);
-  progressTimer = setTimeout(refreshProgress, delay);
+  progressTimer = setTimeout(() => {
+    progressTimer = null;
+    refreshProgress();
+  }, delay);
 }
 
 async function refreshProgress() {
+  const changes = doneToday.changes;
+  const quiet = !queue.sending;
   try {
     const progress = await get(`${config.api_base}progress/?task_type=${encodeURIComponent(config.task_type)}`);
-    ui.doneToday.textContent = String(progress.done_today);
+    if (quiet && !queue.sending && changes === doneToday.changes) {
+      doneToday.base = progress.done_today;
+      doneToday.here = queue.items.filter((item) => !item.skip).length;
+    }
+    if (doneToday.base !== null) ui.doneToday.textContent = String(doneToday.base + doneToday.here);
     ui.left.textContent = String(progress.left_in_project);
   } catch {
     // The figures stay as they were; they are refreshed after the next acknowledged batch.
@@ -306,13 +344,31 @@ function confirmSkip(event) {
   decide({ skip: true, reason });
 }
 
+// The key help and the instructions are panels over the page (one at a time); nothing moves.
 function toggleHelp(open = ui.help.hidden) {
   ui.help.hidden = !open;
   ui.helpToggle.setAttribute("aria-expanded", String(open));
+  if (open) ui.instructions.open = false;
 }
 
-function toggleInstructions() {
-  if (!ui.instructions.hidden) ui.instructions.open = !ui.instructions.open;
+// Each task page has its own instructions; once closed, later visits start with them closed.
+const readKey = `instructionsRead:${config.task_type}`;
+let instructionsRead = Boolean(prefs.get(readKey));
+
+function markInstructionsRead() {
+  if (instructionsRead) return;
+  instructionsRead = true;
+  prefs.set(readKey, true);
+}
+
+function toggleInstructions(open = !ui.instructions.open) {
+  ui.instructions.open = open;
+  if (!open) markInstructionsRead();
+}
+
+function instructionsToggled() {
+  if (ui.instructions.open) toggleHelp(false);
+  else markInstructionsRead();
 }
 
 const onboarding =
@@ -341,6 +397,10 @@ function dispatch(key, event) {
   }
   if (key === "Escape" && !ui.help.hidden) {
     toggleHelp(false);
+    return true;
+  }
+  if (key === "Escape" && ui.instructions.open) {
+    toggleInstructions(false);
     return true;
   }
   if (mode === "onboarding") return false;
@@ -381,16 +441,15 @@ function bind() {
   ui.skipCancel.addEventListener("click", closeSkip);
   ui.zoom.addEventListener("click", () => stage.toggleZoom());
   ui.helpToggle.addEventListener("click", () => toggleHelp());
+  ui.helpClose.addEventListener("click", () => toggleHelp(false));
+  ui.instructionsClose.addEventListener("click", () => toggleInstructions(false));
+  ui.instructions.addEventListener("toggle", instructionsToggled);
   ui.checkAgain.addEventListener("click", () => {
     buffer.noMoreWork = false;
     buffer.dryUntil = 0;
     seekWork();
   });
   ui.editProfile?.addEventListener("click", () => openOnboarding(true));
-  if (config.instructions && !prefs.get("seenInstructions")) {
-    ui.instructions.open = true; // once per project: the first visit starts with them open
-    prefs.set("seenInstructions", true);
-  }
 }
 
 async function start() {
