@@ -418,6 +418,7 @@ def test_demo_draws_an_import_sample_that_imports_cleanly_from_its_server_folder
     from annotation.management.commands.demo import Command
 
     settings.VAR_DIR = tmp_path / "var"
+    settings.MEDIA_ROOT = str(tmp_path / "media")  # not the run's shared media folder
     settings.IMPORT_PREVIEW_LONG_SIDE = 96
     command = Command()
     command.verbosity = 0

@@ -108,9 +108,10 @@ def test_a_manifest_with_bad_lines_shows_them_in_a_table_and_as_csv(sized_page, 
     page.get_by_test_id("import-start").click()
     page.wait_for_url("**/imports/*/")
     job = ImportJob.objects.get(project=project)
-    assert page.get_by_test_id("import-status").inner_text() == "queued"
+    # Queued, unless the session's test worker (started by an earlier test) took it already.
+    assert page.get_by_test_id("import-status").inner_text() in ("queued", "running", "succeeded")
 
-    import_job_run(job_id=job.pk)  # the worker's part; the page notices by polling
+    import_job_run(job_id=job.pk)  # the worker's part (a no-op if a worker has it); the page notices by polling
     page.wait_for_selector("[data-testid=rejected-lines]")
     assert page.get_by_test_id("import-status").inner_text() == "succeeded"
     assert page.get_by_test_id("import-images").inner_text() == "2"

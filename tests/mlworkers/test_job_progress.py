@@ -96,7 +96,9 @@ def test_counters_move_while_a_chunk_runs(private_workers, imported, admin_clien
 def test_cancel_reads_cancelling_until_the_running_chunk_ends(private_workers, imported, admin_client, chat_server,
                                                              images_dir):
     add_prompts(imported, images_dir, 2)  # 18 pairs: a chunk of 12 pairs (24 items), then one of 6
-    private_workers.start(env={"AUTO_JOB_CHUNK_ITEMS": "12", "AUTO_JOB_PROGRESS_SECONDS": "0.2"})
+    # No worker dies here: a loaded CI machine must not get the chunk taken for dead (2 s in FAST_JOBS).
+    private_workers.start(env={"AUTO_JOB_CHUNK_ITEMS": "12", "AUTO_JOB_PROGRESS_SECONDS": "0.2",
+                               "JOB_STALE_AFTER_SECONDS": "30"})
     chat_server.responder = verdict(delay=0.1)
     job_id = launch(admin_client, chat_judge(chat_server))
     wait_for(lambda: len(chat_server.requests) >= 2, what="the first chunk to ask the judge")
@@ -118,7 +120,8 @@ def test_cancel_reads_cancelling_until_the_running_chunk_ends(private_workers, i
 def test_a_resumed_job_counts_only_what_is_left_and_never_past_its_total(private_workers, imported, admin_client,
                                                                        chat_server, images_dir):
     add_prompts(imported, images_dir, 41)  # 42 prompts, 252 pairs: 504 items in chunks of 64 pairs
-    private_workers.start(env={"AUTO_JOB_CHUNK_ITEMS": "64", "AUTO_JOB_PROGRESS_SECONDS": "0.2"})
+    private_workers.start(env={"AUTO_JOB_CHUNK_ITEMS": "64", "AUTO_JOB_PROGRESS_SECONDS": "0.2",
+                               "JOB_STALE_AFTER_SECONDS": "30"})  # no worker dies here either
     garbage = {"left": 2}
     lock = threading.Lock()
 
