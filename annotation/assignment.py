@@ -95,7 +95,8 @@ def assignments_lease_next(*, membership: Membership, task_type: str, count: int
     now = timezone.now()
     expires_at = now + project.lease_length
     with transaction.atomic():
-        participant = study_participant_for_work(project=project, annotator=annotator, lock=True)
+        participant = (study_participant_for_work(project=project, annotator=annotator, lock=True)
+                       if membership.study_participant else None)
         if participant is not None:
             study_require_task_type(participant=participant, task_type=task_type)
         held = list(Assignment.objects.filter(annotator=annotator, project=project, task_type=task_type,

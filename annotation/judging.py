@@ -117,7 +117,8 @@ def _store_batch(membership, items, todo, outcomes) -> None:
     """Decide every item of `todo` and write the accepted ones; caller holds a transaction."""
     project, annotator = membership.project, membership.user
     # A study participant's row is locked before their assignments, in the order the lease path takes.
-    participant = study_participant_for_work(project=project, annotator=annotator, lock=True)
+    participant = (study_participant_for_work(project=project, annotator=annotator, lock=True)
+                   if membership.study_participant else None)
     quota_room = None if participant is None else participant.link.quota - study_units_given(participant=participant)
     assignments = {a.id: a for a in Assignment.objects.select_for_update(of=("self",))
                    .select_related("unit", "unit__comparison")

@@ -133,6 +133,9 @@ class Membership(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     status_reason = models.CharField(max_length=500, blank=True)
     status_changed_at = models.DateTimeField(null=True, blank=True)
+    study_participant = models.BooleanField(
+        default=False, help_text="Joined through a study link: only such members pay for the quota check on "
+                                 "every lease and submit.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -170,6 +170,7 @@ def _participant_create(link, participant_id, study_id, session_id) -> StudyPart
                                                   study_id=study_id, session_id=session_id)
     # The platform adds them, as it does someone accepting an invitation.
     membership_set(project=link.project, user=user, role=Membership.Role.ANNOTATOR, actor=None)
+    Membership.objects.filter(project=link.project, user=user).update(study_participant=True)
     return participant
 
 

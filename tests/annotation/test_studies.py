@@ -245,6 +245,23 @@ def test_an_ordinary_annotator_is_answered_state_work_and_no_completion(study_pr
     assert answer["state"] == "work" and answer["completion"] is None and len(answer["units"]) == 3
 
 
+def test_only_study_participants_pay_for_the_quota_check_on_lease_and_submit(link, study_project, annotator):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    participant = participant_client(link)
+    assert Membership.objects.get(user=participant.participant.user).study_participant
+    ordinary = client_for(annotator)
+    assert not Membership.objects.get(user=annotator, project=study_project).study_participant
+
+    for client, checked in ((ordinary, False), (participant, True)):
+        with CaptureQueriesContext(connection) as queries:
+            units = lease(client, count=1)["units"]
+            submit(client, units[0]["assignment"])
+        asked = any(StudyParticipant._meta.db_table in q["sql"] for q in queries.captured_queries)
+        assert asked == checked
+
+
 def test_a_participant_past_the_quota_cannot_store_an_answer_to_an_expired_lease(link, settings):
     client = participant_client(link)
     late = lease(client, count=1)["units"][0]["assignment"]
