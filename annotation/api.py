@@ -99,7 +99,8 @@ class ProjectOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Project
         fields = ["slug", "name", "instructions", "task_types", "aspects", "score_scale", "rating_scale", "overlap",
-                  "gold_rate", "lease_minutes", "is_archived", "created_at", "role"]
+                  "gold_rate", "lease_minutes", "collection", "min_votes", "max_votes", "confidence_target",
+                  "judgment_budget", "is_archived", "created_at", "role"]
 
     def get_role(self, project) -> str | None:
         return selectors.project_role(user=self.context["request"].user, project=project)
@@ -119,6 +120,21 @@ class ProjectInputSerializer(serializers.Serializer):
     lease_minutes = serializers.IntegerField(min_value=1, max_value=24 * 60, required=False, allow_null=True,
                                              help_text="How long a leased unit stays reserved; null: the "
                                                        "platform's WORK_LEASE_MINUTES.")
+    collection = serializers.ChoiceField(choices=Project.Collection.choices, required=False,
+                                         help_text="fixed: `overlap` votes per unit; adaptive: pairwise units get "
+                                                   "min_votes to max_votes, stopping at confidence_target.")
+    min_votes = serializers.IntegerField(min_value=1, max_value=100, required=False)
+    max_votes = serializers.IntegerField(min_value=1, max_value=100, required=False)
+    confidence_target = serializers.FloatField(min_value=0.5, max_value=1.0, required=False,
+                                               help_text="Strictly between 0.5 and 1.")
+    judgment_budget = serializers.IntegerField(min_value=1, max_value=2**31 - 1, required=False, allow_null=True,
+                                               help_text="Human pairwise votes in all; null: no budget. At least "
+                                                         "min_votes x the pairwise units.")
+
+    def validate_confidence_target(self, value):
+        if not 0.5 < value < 1:
+            raise serializers.ValidationError(f"confidence_target must lie strictly between 0.5 and 1, got {value!r}")
+        return value
 
 
 class ProjectUpdateSerializer(ProjectInputSerializer):

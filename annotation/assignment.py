@@ -14,6 +14,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 from rest_framework.exceptions import PermissionDenied
 
+from annotation.adaptive_collection import (
+    adaptive_budget_left, adaptive_fresh_priority, adaptive_units_update, is_adaptive,
+)
 from annotation.models import Assignment, Membership, Project, TaskType, WorkUnit
 from annotation.selectors import project_require_writable
 from annotation.study_quota import study_participant_for_work, study_require_task_type, study_units_given
@@ -27,13 +30,16 @@ def work_units_open(*, project: Project) -> int:
     with transaction.atomic(), connection.cursor() as cursor:
         unit = WorkUnit._meta.db_table
         for task_type in project.task_types:
+            priority = adaptive_fresh_priority(project) if is_adaptive(project, task_type) else 0
             if task_type == TaskType.PAIRWISE:
                 source, subject, subject_id = "annotation_comparison", "comparison_id", "s.id"
             else:
                 source, subject, subject_id = "annotation_image", "image_id", "s.id"
             cursor.execute(
-                f'INSERT INTO "{unit}" (project_id, task_type, prompt_id, {subject}, is_gold, done, leased, filled) '
-                f'SELECT s.project_id, %s, s.prompt_id, {subject_id}, %s, 0, 0, 0 FROM "{source}" s '
+                f'INSERT INTO "{unit}" (project_id, task_type, prompt_id, {subject}, is_gold, done, leased, filled, '
+                f"evidence, priority) "
+                f"SELECT s.project_id, %s, s.prompt_id, {subject_id}, %s, 0, 0, 0, '[]', {int(priority)} "
+                f'FROM "{source}" s '
                 f'WHERE s.project_id = %s AND NOT EXISTS '
                 f'(SELECT 1 FROM "{unit}" u WHERE u.{subject} = s.id AND u.task_type = %s) ORDER BY s.id',
                 [task_type, False, project.id, task_type],
@@ -65,6 +71,7 @@ def leases_expire(*, project: Project, now=None) -> int:
         if unit_ids:
             _units_locked(unit_ids)  # in id order, so two sweeps cannot deadlock
             _units_add(unit_ids, leased=-1)
+            adaptive_units_update(project=project, unit_ids=unit_ids)
     return len(unit_ids)
 
 
@@ -107,6 +114,9 @@ def assignments_lease_next(*, membership: Membership, task_type: str, count: int
         if participant is not None and need > 0:
             # Never beyond the quota: what they judged and what they hold count, under their row lock.
             need = min(need, participant.link.quota - study_units_given(participant=participant))
+        budget_left = adaptive_budget_left(project) if is_adaptive(project, task_type) else None
+        if budget_left is not None:  # an adaptive project's budget: nothing more once it is spent
+            need = min(need, budget_left)
         if need <= 0:
             return held
         gold_slots = sum(random.random() < project.gold_rate for _ in range(need))
@@ -119,7 +129,10 @@ def assignments_lease_next(*, membership: Membership, task_type: str, count: int
                             expires_at=expires_at)
                  for unit_id, *pair in picked]
         Assignment.objects.bulk_create(fresh)
-        _units_add([unit_id for unit_id, *_ in picked], leased=1)
+        adaptive = is_adaptive(project, task_type)
+        rows = _units_add([unit_id for unit_id, *_ in picked], leased=1, returning=adaptive)
+        if adaptive:
+            adaptive_units_update(project=project, unit_ids=[unit_id for unit_id, *_ in picked], rows=rows)
     return held + fresh
 
 
@@ -132,6 +145,12 @@ def _pick_units(project, annotator, task_type, *, gold: bool, limit: int) -> lis
     unit, assignment, comparison = WorkUnit._meta.db_table, Assignment._meta.db_table, "annotation_comparison"
     room = "" if gold else "AND u.filled < %(overlap)s"
     order = "u.id" if gold else "u.filled DESC, u.prompt_id, u.id"
+    overlap = project.overlap
+    if is_adaptive(project, task_type) and not gold:
+        # Adaptive: open units (priority >= 0) below the maximum, highest priority first, a prompt's
+        # units together among equals: workunit_adaptive_pick_idx, one index range scan.
+        room, order, overlap = "AND u.priority >= 0 AND u.filled < %(overlap)s", "u.priority DESC, u.prompt_id, u.id", \
+            project.max_votes
     lock = "FOR UPDATE OF u SKIP LOCKED" if connection.vendor == "postgresql" else ""
     # Pairs already join their comparison; only image units join the image, to see it is shown.
     image = "" if task_type == TaskType.PAIRWISE else 'LEFT JOIN "annotation_image" i ON i.id = u.image_id'
@@ -141,7 +160,7 @@ def _pick_units(project, annotator, task_type, *, gold: bool, limit: int) -> lis
            f'AND u.is_gold = %(gold)s {room} AND {shown} AND NOT EXISTS (SELECT 1 FROM "{assignment}" a '
            f'WHERE a.unit_id = u.id AND a.annotator_id = %(annotator)s) ORDER BY {order} LIMIT %(limit)s {lock}')
     with connection.cursor() as cursor:
-        cursor.execute(sql, {"project": project.id, "task_type": task_type, "gold": gold, "overlap": project.overlap,
+        cursor.execute(sql, {"project": project.id, "task_type": task_type, "gold": gold, "overlap": overlap,
                              "annotator": annotator.id, "limit": limit})
         return cursor.fetchall()
 
@@ -150,19 +169,25 @@ def _units_locked(unit_ids) -> None:
     list(WorkUnit.objects.select_for_update().filter(id__in=unit_ids).order_by("id").values_list("id"))
 
 
-def _units_add(unit_ids, *, leased: int = 0, done: int = 0) -> None:
+def _units_add(unit_ids, *, leased: int = 0, done: int = 0, returning: bool = False) -> list[tuple]:
     """Move the units' counters, once per occurrence of a unit in `unit_ids` (caller holds
     their row locks). Plain SQL: this runs twice per judgment, and the ORM's statement
-    building cost more than the statement."""
+    building cost more than the statement. With `returning`, the units' rows after the change
+    (what `adaptive_units_update` reads: id, task type, gold, filled, evidence)."""
     by_times: dict[int, list[int]] = {}
     for unit_id, times in Counter(unit_ids).items():
         by_times.setdefault(times, []).append(unit_id)
+    rows = []
+    back = " RETURNING id, task_type, is_gold, filled, evidence" if returning else ""
     with connection.cursor() as cursor:
         for times, ids in by_times.items():
             marks = ", ".join(["%s"] * len(ids))
             cursor.execute(f'UPDATE "{WorkUnit._meta.db_table}" SET leased = leased + %s, done = done + %s, '
-                           f"filled = filled + %s WHERE id IN ({marks})",
+                           f"filled = filled + %s WHERE id IN ({marks}){back}",
                            [leased * times, done * times, (leased + done) * times, *ids])
+            if returning:
+                rows += cursor.fetchall()
+    return rows
 
 
 GOLD_ANSWER_SHAPES = {

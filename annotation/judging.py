@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from rest_framework.exceptions import PermissionDenied
 
+from annotation.adaptive_collection import adaptive_refresh_now_and_then, adaptive_units_update, is_adaptive
 from annotation.assignment import _units_add, require_active
 from annotation.models import (
     ArtifactFlag, AspectScore, Assignment, Membership, PersonalRating, PreferenceJudgment, Source, Submission, TaskType,
@@ -179,9 +180,18 @@ def _store_batch(membership, items, todo, outcomes) -> None:
         ids = [s.assignment_id for _, s, _ in accepted if s.kind == kind]
         if ids:
             Assignment.objects.filter(id__in=ids).update(status=status, finished_at=now)
-    _units_add(reactivated, leased=1)
-    _units_add([s.assignment.unit_id for _, s, _ in accepted if s.kind == Submission.Kind.JUDGED], leased=-1, done=1)
-    _units_add([s.assignment.unit_id for _, s, _ in accepted if s.kind == Submission.Kind.SKIPPED], leased=-1)
+    adaptive = is_adaptive(project)
+    rows = _units_add(reactivated, leased=1, returning=adaptive)
+    rows += _units_add([s.assignment.unit_id for _, s, _ in accepted if s.kind == Submission.Kind.JUDGED],
+                       leased=-1, done=1, returning=adaptive)
+    rows += _units_add([s.assignment.unit_id for _, s, _ in accepted if s.kind == Submission.Kind.SKIPPED], leased=-1,
+                       returning=adaptive)
+    if adaptive:
+        votes = [(s.assignment.unit_id, annotator.id, j.choice) for _, s, judgments in accepted for j in judgments
+                 if isinstance(j, PreferenceJudgment) and j.aspect == "overall" and not j.is_gold]
+        adaptive_units_update(project=project, unit_ids=reactivated + [s.assignment.unit_id for _, s, _ in accepted],
+                              votes=votes, rows=list({row[0]: row for row in rows}.values()))  # a unit's last row
+        adaptive_refresh_now_and_then(project, len(votes))
     for i, submission, _ in accepted:
         outcomes[i] = SubmissionOutcome(submission.idempotency_key, "stored", "", submission)
 
@@ -189,7 +199,8 @@ def _store_batch(membership, items, todo, outcomes) -> None:
 def _reclaim_expired(project, assignment) -> None:
     """An expired lease may still be answered while its unit has room (the unit gets locked)."""
     unit = WorkUnit.objects.select_for_update().get(id=assignment.unit_id)
-    if not unit.is_gold and unit.filled >= project.overlap:
+    room = project.max_votes if is_adaptive(project, assignment.task_type) else project.overlap
+    if not unit.is_gold and unit.filled >= room:
         raise SubmissionRejected("your lease on this unit expired and others have filled it since")
 
 
@@ -284,4 +295,9 @@ def submission_undo_last(*, membership: Membership) -> Assignment | None:
         assignment.expires_at = now + project.lease_length
         assignment.save(update_fields=["status", "finished_at", "expires_at"])
         _units_add([assignment.unit_id], leased=1, done=-1 if submission.kind == Submission.Kind.JUDGED else 0)
+        # Adaptive: the undone vote leaves the unit's evidence (under today's reliabilities; a refresh recomputes).
+        undone = (PreferenceJudgment.objects.filter(submission=submission, aspect="overall", is_gold=False).first()
+                  if is_adaptive(project, assignment.task_type) else None)
+        adaptive_units_update(project=project, unit_ids=[assignment.unit_id], sign=-1,
+                              votes=[(assignment.unit_id, annotator.id, undone.choice)] if undone else [])
     return assignment

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 
 from core.models import Job
 
@@ -87,6 +88,29 @@ class Project(models.Model):
         null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(24 * 60)],
         help_text="How long a leased unit stays reserved for its annotator; blank: WORK_LEASE_MINUTES.",
     )
+    class Collection(models.TextChoices):
+        FIXED = "fixed", "Fixed overlap"
+        ADAPTIVE = "adaptive", "Adaptive (pairwise units)"
+
+    collection = models.CharField(
+        max_length=16, choices=Collection.choices, default=Collection.FIXED,
+        help_text="fixed: every unit gets `overlap` votes; adaptive: pairwise units get min_votes to max_votes, "
+                  "stopping at confidence_target (docs/adaptive.md).")
+    min_votes = models.PositiveSmallIntegerField(default=2, validators=[MinValueValidator(1), MaxValueValidator(100)],
+                                                 help_text="Adaptive: human votes every pairwise unit gets.")
+    max_votes = models.PositiveSmallIntegerField(default=9, validators=[MinValueValidator(1), MaxValueValidator(100)],
+                                                 help_text="Adaptive: human votes a pairwise unit never exceeds.")
+    confidence_target = models.FloatField(default=0.95, help_text="Adaptive: a unit closes once its consensus "
+                                                                   "posterior reaches this (between 0.5 and 1).")
+    judgment_budget = models.PositiveIntegerField(null=True, blank=True,
+                                                  help_text="Adaptive: no pairwise work is leased once this many "
+                                                            "human pairwise votes are spent (blank: no budget).")
+    adaptive_reliability = models.JSONField(
+        null=True, blank=True, editable=False,
+        help_text="Adaptive: the last refresh's rater reliabilities (log confusion matrices by annotator id, "
+                  "the class prior), read on submit to weigh a new vote.")
+    adaptive_refreshed_judgments = models.PositiveIntegerField(
+        default=0, editable=False, help_text="Adaptive: human pairwise votes at the last refresh.")
     is_archived = models.BooleanField(default=False)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -485,6 +509,11 @@ class WorkUnit(models.Model):
     done = models.PositiveIntegerField(default=0)
     leased = models.PositiveIntegerField(default=0)
     filled = models.PositiveIntegerField(default=0)
+    # Adaptive collection (pairwise units of an adaptive project; docs/adaptive.md): the summed
+    # log-likelihood of the unit's human votes for truth a / b / tie, and the order key the next-unit
+    # scan follows (larger first, -1 closed), both kept under the row lock with the counters.
+    evidence = models.JSONField(default=list, blank=True)
+    priority = models.IntegerField(default=0, db_default=0)
 
     class Meta:
         ordering = ["id"]
@@ -504,6 +533,8 @@ class WorkUnit(models.Model):
             models.Index(F("project"), F("task_type"), F("filled").desc(), F("prompt"), F("id"),
                          condition=Q(is_gold=False), name="workunit_pick_idx"),
             models.Index(fields=["project", "task_type", "id"], condition=Q(is_gold=True), name="workunit_gold_idx"),
+            models.Index(F("project"), F("task_type"), F("priority").desc(), F("prompt"), F("id"),
+                         condition=Q(is_gold=False, priority__gte=0), name="workunit_adaptive_pick_idx"),
         ]
 
     def __str__(self):
@@ -667,3 +698,18 @@ class StudyParticipant(models.Model):
 
     def __str__(self):
         return f"participant {self.pk} of {self.link_id}"
+
+
+class AdaptiveSnapshot(models.Model):
+    """One refresh of an adaptive project: the human pairwise votes spent then and the accuracy the
+    posteriors promise (mean confidence), for the researcher's curve."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_index=False)
+    at = models.DateTimeField(default=timezone.now)
+    judgments = models.PositiveIntegerField()
+    estimated_accuracy = models.FloatField()
+    expected_left = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["project", "at", "id"]
+        indexes = [models.Index(fields=["project", "at"], name="adaptivesnapshot_project_idx")]

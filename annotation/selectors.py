@@ -273,7 +273,10 @@ def project_progress(*, project: Project) -> dict:
     task_types = []
     for task_type in project.task_types:
         units = WorkUnit.objects.filter(project=project, task_type=task_type, is_gold=False)
-        counts = units.aggregate(total=Count("id"), complete=Count("id", filter=Q(done__gte=project.overlap)))
+        complete = Q(done__gte=project.overlap)
+        if project.collection == Project.Collection.ADAPTIVE and task_type == "pairwise":
+            complete = Q(priority__lt=0)  # adaptive: closed (at the maximum, or at the target past the minimum)
+        counts = units.aggregate(total=Count("id"), complete=Count("id", filter=complete))
         judged = Submission.objects.filter(project=project, assignment__task_type=task_type,
                                            kind=Submission.Kind.JUDGED, retracted_at__isnull=True).count()
         task_types.append({"task_type": task_type, "units_total": counts["total"],
@@ -289,8 +292,10 @@ def project_progress(*, project: Project) -> dict:
                            "median_ms": statistics.median(latencies) if latencies else None, "last_at": row["last"]})
     active = Assignment.objects.filter(project=project, status=Assignment.Status.ACTIVE,
                                        expires_at__gt=timezone.now()).count()
+    from annotation.adaptive_collection import adaptive_progress
+
     return {"task_types": task_types, "annotators": annotators, "active_leases": active,
-            "overlap_warning": _overlap_warning(project)}
+            "overlap_warning": _overlap_warning(project), "adaptive": adaptive_progress(project)}
 
 
 def _overlap_warning(project: Project) -> str:

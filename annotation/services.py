@@ -15,7 +15,7 @@ from annotation.image_sources import ImageSourceError, SourcePolicy, s3_root_nor
 from annotation.importing import ImportSummary, LineError, manifest_import, manifest_line_count
 from annotation.models import (
     AnnotatorProfile, Comparison, Image, ImportJob, ImportLineError, Membership, Project, Prompt,
-    RemovedMemberSuspension, TaskType,
+    RemovedMemberSuspension, TaskType, WorkUnit,
 )
 from annotation.selectors import project_require_writable, project_role
 from annotation.uploads import ManifestTooLarge
@@ -66,6 +66,7 @@ def project_create(*, creator, slug: str, name: str, **fields) -> Project:
     if Project.objects.filter(slug=slug).exists():
         raise ValidationError({"slug": f"a project with slug {slug!r} already exists"})
     project = Project(slug=slug, name=name, created_by=creator, **fields)
+    _validate_adaptive(project)
     project.full_clean()
     project.save()
     Membership.objects.create(project=project, user=creator, role=Membership.Role.RESEARCHER)
@@ -82,16 +83,49 @@ def project_update(*, project: Project, actor=None, **fields) -> Project:
     if "aspects" in fields:
         fields["aspects"] = _normalise_aspects(fields["aspects"])
     was_archived = project.is_archived
+    adaptive_before = _adaptive_fields(project)
     for name, value in fields.items():
         setattr(project, name, value)
+    _validate_adaptive(project)
     project.full_clean()
     project.save()
     if "task_types" in fields:
         work_units_open(project=project)
+    if project.collection == Project.Collection.ADAPTIVE and _adaptive_fields(project) != adaptive_before:
+        # Switched to adaptive, or its settings changed: priorities are recomputed off the request path.
+        from annotation.tasks import adaptive_refresh_task
+
+        transaction.on_commit(lambda: adaptive_refresh_task.delay(project.id))
     if project.is_archived != was_archived:
         audit_record(actor=actor, action=AuditAction.ARCHIVED, project=project, target=f"project {project.slug}",
                      details={"archived": project.is_archived})
     return project
+
+
+def _adaptive_fields(project: Project) -> tuple:
+    return (project.collection, project.min_votes, project.max_votes, project.confidence_target,
+            project.judgment_budget)
+
+
+ADAPTIVE_FIELD_NAMES = {"budget": "judgment_budget"}
+
+
+def _validate_adaptive(project: Project) -> None:
+    """An adaptive project's settings, refused with the setting at fault named (curation.adaptive);
+    the budget is checked against min_votes x the project's pairwise units."""
+    from curation.adaptive import AdaptiveSettings, AdaptiveSettingsError
+
+    if project.collection != Project.Collection.ADAPTIVE:
+        return
+    units = None
+    if project.judgment_budget is not None and project.pk:
+        units = WorkUnit.objects.filter(project=project, task_type=TaskType.PAIRWISE, is_gold=False).count()
+    try:
+        AdaptiveSettings(min_votes=project.min_votes, max_votes=project.max_votes,
+                         confidence_target=project.confidence_target,
+                         budget=project.judgment_budget).validate(units=units)
+    except AdaptiveSettingsError as exc:
+        raise ValidationError({ADAPTIVE_FIELD_NAMES.get(exc.field, exc.field): str(exc)}) from exc
 
 
 def _project_rows_deleted_first(project: Project) -> list[models.QuerySet]:

@@ -5,12 +5,12 @@ from annotation.models import Project
 
 
 def project_with_comparisons(*, slug: str, comparisons: int, overlap: int = 3, gold_rate: float = 0.0,
-                             task_types=("pairwise",)) -> Project:
+                             task_types=("pairwise",), **fields) -> Project:
     """A project of comparisons/6 prompts with 4 images each (6 pairs a prompt), its units open."""
     from annotation.assignment import work_units_open
 
     project = Project.objects.create(slug=slug, name=slug, overlap=overlap, gold_rate=gold_rate,
-                                     task_types=list(task_types))
+                                     task_types=list(task_types), **fields)
     prompts = -(-comparisons // 6)
     with connection.cursor() as cursor:
         cursor.execute(

@@ -215,6 +215,12 @@ CELERY_BEAT_SCHEDULE = {
     "jobs-reap": {"task": "core.jobs_reap", "schedule": JOB_REAP_SECONDS},
     "auto-job-chunks-reap": {"task": "mlworkers.auto_job_chunks_reap", "schedule": JOB_REAP_SECONDS},
 }
+# Adaptive collection (docs/adaptive.md): every adaptive project is refreshed on this beat, and
+# about every ADAPTIVE_REFRESH_EVERY_JUDGMENTS pairwise judgments (asked for by the submit path).
+ADAPTIVE_REFRESH_SECONDS = env.int("ADAPTIVE_REFRESH_SECONDS", default=300)
+ADAPTIVE_REFRESH_EVERY_JUDGMENTS = env.int("ADAPTIVE_REFRESH_EVERY_JUDGMENTS", default=500)
+CELERY_BEAT_SCHEDULE["adaptive-refresh"] = {"task": "annotation.adaptive_refresh_all",
+                                            "schedule": ADAPTIVE_REFRESH_SECONDS}
 CELERY_BEAT_SCHEDULE_FILENAME = env("CELERY_BEAT_SCHEDULE_FILENAME", default=str(VAR_DIR / "celerybeat-schedule"))
 
 CELERY_TASK_DEFAULT_QUEUE = "default"
@@ -224,7 +230,9 @@ CELERY_TASK_ROUTES = {"mlworkers.auto_job_chunk": {"queue": "gpu"}, "mlworkers.a
                       "curation.dataset_export_build": {"queue": "default"},
                       "curation.dataset_export_cleanup": {"queue": "default"},
                       "annotation.import_job_finish": {"queue": "default"},
-                      "mlworkers.auto_job_chunks_reap": {"queue": "default"}, "core.jobs_reap": {"queue": "default"}}
+                      "mlworkers.auto_job_chunks_reap": {"queue": "default"}, "core.jobs_reap": {"queue": "default"},
+                      "annotation.adaptive_refresh": {"queue": "default"},
+                      "annotation.adaptive_refresh_all": {"queue": "default"}}
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True

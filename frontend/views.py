@@ -134,6 +134,7 @@ def project_progress(request, slug: str):
                        for row in progress["annotators"]],
         "active_leases": progress["active_leases"],
         "overlap_warning": progress["overlap_warning"],
+        "adaptive": progress["adaptive"],
     })
 
 

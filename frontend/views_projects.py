@@ -19,12 +19,13 @@ from django.views.decorators.http import require_POST
 
 from annotation import selectors, services
 from annotation.api import ImportJobInputSerializer, ProjectInputSerializer, ProjectUpdateSerializer
-from annotation.models import DEFAULT_ASPECTS, TaskType
+from annotation.models import DEFAULT_ASPECTS, Project, TaskType
 from annotation.uploads import ManifestTooLarge, ManifestUploadHandler
 
 BLANK_ASPECT_ROWS = 2
 REJECTED_PER_PAGE = 50
-PROJECT_FIELDS = ["name", "instructions", "score_scale", "rating_scale", "overlap", "gold_rate", "lease_minutes"]
+PROJECT_FIELDS = ["name", "instructions", "score_scale", "rating_scale", "overlap", "gold_rate", "lease_minutes",
+                  "collection", "min_votes", "max_votes", "confidence_target", "judgment_budget"]
 
 
 # --- projects -----------------------------------------------------------------------------
@@ -49,6 +50,7 @@ def _project_data_from_post(post, *, creating: bool) -> dict:
     data = {name: value for name, value in data.items() if value or name in ("name", "instructions")}
     if not creating:
         data["lease_minutes"] = data.get("lease_minutes") or None  # blank: back to the platform's default
+        data["judgment_budget"] = data.get("judgment_budget") or None  # blank: no budget
     if creating:
         data["slug"] = post.get("slug", "").strip()
     data["task_types"] = post.getlist("task_types")
@@ -85,6 +87,7 @@ def _form_context(*, project, values: dict, errors: dict) -> dict:
         "task_type_choices": TaskType.choices,
         "aspect_rows": aspects + [{"key": "", "label": "", "question": ""}] * BLANK_ASPECT_ROWS,
         "lease_minutes": settings.WORK_LEASE_MINUTES,
+        "collection_choices": Project.Collection.choices,
     }
 
 
@@ -108,7 +111,8 @@ def project_new(request):
             errors = _field_errors(data.errors)
     else:
         values = {"task_types": [TaskType.PAIRWISE.value], "aspects": [dict(a) for a in DEFAULT_ASPECTS],
-                  "score_scale": 5, "rating_scale": 10, "overlap": 3, "gold_rate": 0.05, "instructions": ""}
+                  "score_scale": 5, "rating_scale": 10, "overlap": 3, "gold_rate": 0.05, "instructions": "",
+                  "collection": "fixed", "min_votes": 2, "max_votes": 9, "confidence_target": 0.95}
         errors = {}
     return render(request, "frontend/project_form.html", _form_context(project=None, values=values, errors=errors),
                   status=400 if errors else 200)

@@ -77,7 +77,7 @@ def test_health_endpoint_answers_without_login(client):
     assert client.get("/healthz/").json()["status"] == "ok"
 
 
-def test_beat_sends_both_job_reapers_and_workers_know_their_tasks(settings):
+def test_beat_sends_both_job_reapers_and_the_adaptive_refresh_and_workers_know_their_tasks(settings):
     from django.apps import apps
 
     from config.celery import app
@@ -85,7 +85,7 @@ def test_beat_sends_both_job_reapers_and_workers_know_their_tasks(settings):
     app.loader.import_default_modules()
     sent = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
 
-    assert sent == {"core.jobs_reap", "mlworkers.auto_job_chunks_reap"}
+    assert sent == {"core.jobs_reap", "mlworkers.auto_job_chunks_reap", "annotation.adaptive_refresh_all"}
     assert sent <= set(app.tasks)
     for model in ("annotation.ImportJob", "mlworkers.AutoAnnotationJob", "curation.FilterRun", "curation.DatasetExport"):
         job_model = apps.get_model(model)

@@ -1,0 +1,289 @@
+"""Adaptive collection in the platform (issue 16; docs/adaptive.md): the pairwise units of a project
+with `collection = adaptive` carry their votes' evidence and an order key (`WorkUnit.priority`).
+
+- On lease, expiry, submit and undo (`adaptive_units_update`, same transaction, unit rows locked):
+  a new vote adds its rater's row to the unit's evidence, and the unit's priority is recomputed
+  from its evidence and `filled` (votes plus active leases). Constant work per unit.
+- The refresh (`adaptive_refresh`, a Celery task on beat and every ~K judgments, never on the
+  request path): refits rater reliabilities over the live human votes, recomputes every unit's
+  evidence and priority from its votes (machine disagreement, cycles per prompt) in chunks under
+  the units' row locks, and records an `AdaptiveSnapshot` for the researcher's curve.
+
+The policy arithmetic is `curation.adaptive` (numpy); this module turns rows into its arrays.
+Only pairwise units are adaptive; other task types keep the fixed overlap.
+"""
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+from django.conf import settings
+from django.db import connection, transaction
+
+from annotation.models import AdaptiveSnapshot, PreferenceJudgment, Project, Source, TaskType, WorkUnit
+from curation import adaptive as policy
+
+CHOICE_CODES = {"a": 0, "b": 1, "tie": 2}
+REFRESH_CHUNK = 2000
+EVIDENCE_LENGTH = 5  # a, b, tie log-likelihoods; machine disagreement; in a cycle (0 / 1)
+BUDGET_LOCK_SPACE = 16  # first key of the advisory lock a budgeted project's leases take turns on
+
+
+def is_adaptive(project: Project, task_type: str = TaskType.PAIRWISE) -> bool:
+    return project.collection == Project.Collection.ADAPTIVE and task_type == TaskType.PAIRWISE
+
+
+def adaptive_settings(project: Project) -> policy.AdaptiveSettings:
+    return policy.AdaptiveSettings(min_votes=project.min_votes, max_votes=project.max_votes,
+                                   confidence_target=project.confidence_target, budget=project.judgment_budget)
+
+
+def _reliability(project: Project) -> tuple[policy.RaterReliability, dict[int, int]]:
+    """The project's last fitted reliabilities and annotator id -> rater code; the prior before any refresh."""
+    stored = project.adaptive_reliability
+    if not stored:
+        return policy.RaterReliability.from_prior(0), {}
+    raters = stored["raters"]
+    return (policy.RaterReliability(
+        log_confusion=np.asarray([raters[key] for key in raters], dtype=np.float64).reshape(len(raters), 3, 3),
+        log_class_prior=np.asarray(stored["log_class_prior"], dtype=np.float64),
+        log_unknown_rater=np.asarray(stored["log_unknown_rater"], dtype=np.float64)),
+        {int(key): code for code, key in enumerate(raters)})
+
+
+def _priorities(project, reliability, filled, evidence, machine=None, in_cycle=None) -> tuple[np.ndarray, np.ndarray]:
+    confidence = policy.unit_confidence(evidence, reliability).confidence
+    return policy.unit_priority(votes=filled, confidence=confidence, settings=adaptive_settings(project),
+                                machine_disagreement=machine, in_cycle=in_cycle), confidence
+
+
+def adaptive_units_update(*, project: Project, unit_ids, votes=(), sign: int = 1, rows=None) -> None:
+    """Add (sign 1) or take back (sign -1, undo) `votes` [(unit id, annotator id, choice a|b|tie)] to
+    their units' evidence and recompute the priority of every unit named; the caller holds the
+    units' row locks. `rows` (id, task type, gold, filled, evidence), when the caller's counter
+    update returned them, saves reading the units again. Nothing for a fixed project, or for gold
+    and non-pairwise units."""
+    if project.collection != Project.Collection.ADAPTIVE:
+        return
+    ids = sorted(set(unit_ids) | {unit_id for unit_id, *_ in votes})
+    if not ids:
+        return
+    if rows is None:
+        with connection.cursor() as cursor:
+            cursor.execute(f'SELECT id, task_type, is_gold, filled, evidence FROM "{WorkUnit._meta.db_table}" '
+                           f"WHERE id = ANY(%s)", [ids])
+            rows = cursor.fetchall()
+    rows = [(unit_id, filled, evidence) for unit_id, task_type, gold, filled, evidence in rows
+            if task_type == TaskType.PAIRWISE and not gold]
+    if not rows:
+        return
+    reliability, codes = _reliability(project)
+    position = {row[0]: n for n, row in enumerate(rows)}
+    stored = np.array([_evidence_of(row[2]) for row in rows])
+    evidence, machine, in_cycle = stored[:, :3], stored[:, 3], stored[:, 4]
+    for unit_id, annotator_id, choice in votes:
+        if unit_id in position and choice in CHOICE_CODES:
+            rater = codes.get(annotator_id, reliability.n_raters)  # unseen rater: the prior
+            evidence[position[unit_id]] += sign * policy.vote_evidence(reliability, rater=rater,
+                                                                       choice=CHOICE_CODES[choice])
+    filled = np.array([row[1] for row in rows])
+    priority, _ = _priorities(project, reliability, filled, evidence, machine, in_cycle)
+    _units_write([row[0] for row in rows], stored, priority)
+
+
+def _evidence_of(stored) -> list[float]:
+    """A unit's stored evidence: log-likelihood a, b, tie, then the last refresh's machine
+    disagreement and cycle flag (kept so that the update on submit keeps those priority levels)."""
+    if isinstance(stored, str):
+        stored = json.loads(stored)
+    stored = list(stored or [])
+    return stored + [0.0] * (EVIDENCE_LENGTH - len(stored))
+
+
+def _units_write(ids, evidence, priority) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'UPDATE "{WorkUnit._meta.db_table}" u SET evidence = v.evidence::jsonb, priority = v.priority '
+            f"FROM unnest(%s::bigint[], %s::text[], %s::int[]) AS v(id, evidence, priority) WHERE u.id = v.id",
+            [list(ids), [json.dumps([round(float(x), 6) for x in row]) for row in evidence],
+             [int(p) for p in priority]])
+
+
+def adaptive_fresh_priority(project: Project) -> int:
+    """The priority of a unit without votes or leases, under the project's current reliabilities."""
+    reliability, _ = _reliability(project)
+    return int(_priorities(project, reliability, np.zeros(1, dtype=np.int64), np.zeros((1, 3)))[0][0])
+
+
+def adaptive_budget_left(project: Project) -> int | None:
+    """Votes and leases the budget still allows on pairwise units (None without a budget); the
+    caller holds a transaction. One aggregate over the project's units, and the project's leases
+    take turns (a transaction-level advisory lock) so that concurrent leasers cannot overspend:
+    only projects with a budget pay this, on lease."""
+    if project.judgment_budget is None or not is_adaptive(project):
+        return None
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [BUDGET_LOCK_SPACE, project.id])
+    return max(0, project.judgment_budget - adaptive_spent(project, with_leases=True))
+
+
+def adaptive_spent(project: Project, *, with_leases: bool = False) -> int:
+    column = "filled" if with_leases else "done"
+    with connection.cursor() as cursor:
+        cursor.execute(f'SELECT COALESCE(SUM({column}), 0) FROM "{WorkUnit._meta.db_table}" '
+                       f"WHERE project_id = %s AND task_type = %s AND NOT is_gold", [project.id, TaskType.PAIRWISE])
+        return int(cursor.fetchone()[0])
+
+
+def adaptive_refresh_now_and_then(project: Project, judged: int) -> None:
+    """Ask for a refresh after the commit with chance judged / ADAPTIVE_REFRESH_EVERY_JUDGMENTS: about
+    every K judgments, without a shared counter on the submit path."""
+    every = settings.ADAPTIVE_REFRESH_EVERY_JUDGMENTS
+    if judged and random.random() < judged / max(every, 1):
+        from annotation.tasks import adaptive_refresh_task
+
+        transaction.on_commit(lambda: adaptive_refresh_task.delay(project.id))
+
+
+# --- the refresh ------------------------------------------------------------------------------
+
+def _human_votes(project, comparison_ids=None):
+    votes = PreferenceJudgment.objects.filter(project=project, source=Source.HUMAN, aspect="overall",
+                                              retracted_at__isnull=True, excluded_reason="", is_gold=False)
+    if comparison_ids is not None:
+        votes = votes.filter(comparison_id__in=comparison_ids)
+    return votes.values_list("comparison_id", "annotator_id", "choice")
+
+
+def adaptive_refresh(*, project_id: int) -> dict:
+    """Refit the project's rater reliabilities and recompute every pairwise unit's evidence and
+    priority from the votes; record a snapshot. Safe to run twice (it recomputes from the rows)."""
+    project = Project.objects.get(id=project_id)
+    if project.collection != Project.Collection.ADAPTIVE:
+        return {"skipped": "not adaptive"}
+    units = list(WorkUnit.objects.filter(project=project, task_type=TaskType.PAIRWISE, is_gold=False)
+                 .order_by("id").values_list("id", "comparison_id", "prompt_id", "comparison__image_a_id",
+                                             "comparison__image_b_id"))
+    unit_code = {row[1]: n for n, row in enumerate(units)}
+    votes = [v for v in _human_votes(project) if v[0] in unit_code]
+    annotators = sorted({v[1] for v in votes})
+    rater_code = {a: n for n, a in enumerate(annotators)}
+    unit_arr = np.array([unit_code[v[0]] for v in votes], dtype=np.int64)
+    rater_arr = np.array([rater_code[v[1]] for v in votes], dtype=np.int64)
+    choice_arr = np.array([CHOICE_CODES[v[2]] for v in votes], dtype=np.int64)
+    reliability = policy.rater_reliability(unit=unit_arr, rater=rater_arr, choice=choice_arr, n_units=len(units),
+                                           n_raters=len(annotators))
+    project.adaptive_reliability = {
+        "raters": {str(a): reliability.log_confusion[n].round(6).tolist() for n, a in enumerate(annotators)},
+        "log_class_prior": reliability.log_class_prior.tolist(),
+        "log_unknown_rater": reliability.log_unknown_rater.tolist()}
+    project.adaptive_refreshed_judgments = len(votes)
+    project.save(update_fields=["adaptive_reliability", "adaptive_refreshed_judgments"])
+
+    evidence = policy.unit_evidence(unit=unit_arr, rater=rater_arr, choice=choice_arr, n_units=len(units),
+                                    reliability=reliability)
+    confidence = policy.unit_confidence(evidence, reliability)
+    human_votes = np.bincount(unit_arr, minlength=len(units))
+    machine_counts = np.zeros((len(units), 3))
+    for comparison_id, choice in (PreferenceJudgment.objects.filter(
+            project=project, source=Source.MACHINE, aspect="overall").values_list("comparison_id", "choice")):
+        if comparison_id in unit_code:
+            machine_counts[unit_code[comparison_id], CHOICE_CODES[choice]] += 1
+    machine = policy.machine_disagreement(machine_counts=machine_counts, human_label=confidence.label,
+                                          human_votes=human_votes)
+    in_cycle = _in_cycle(units, confidence.label, human_votes)
+
+    # Written in chunks, each under its units' row locks, with votes re-read there: a vote stored
+    # since the fit above is counted, and `filled` is the live one.
+    for start in range(0, len(units), REFRESH_CHUNK):
+        chunk = units[start:start + REFRESH_CHUNK]
+        with transaction.atomic():
+            ids = [row[0] for row in chunk]
+            locked = dict(WorkUnit.objects.select_for_update().filter(id__in=ids).order_by("id")
+                          .values_list("id", "filled"))
+            position = {row[1]: n for n, row in enumerate(chunk)}
+            chunk_votes = list(_human_votes(project, comparison_ids=list(position)))
+            rater = np.array([rater_code.get(v[1], reliability.n_raters) for v in chunk_votes], dtype=np.int64)
+            chunk_evidence = policy.unit_evidence(
+                unit=np.array([position[v[0]] for v in chunk_votes], dtype=np.int64), rater=rater,
+                choice=np.array([CHOICE_CODES[v[2]] for v in chunk_votes], dtype=np.int64), n_units=len(chunk),
+                reliability=reliability)
+            filled = np.array([locked[i] for i in ids])
+            chunk_machine, chunk_cycle = machine[start:start + len(chunk)], in_cycle[start:start + len(chunk)]
+            priority, _ = _priorities(project, reliability, filled, chunk_evidence, chunk_machine, chunk_cycle)
+            _units_write(ids, np.column_stack([chunk_evidence, chunk_machine, chunk_cycle.astype(float)]), priority)
+
+    spent = int(human_votes.sum())
+    settings_ = adaptive_settings(project)
+    done = np.array(list(WorkUnit.objects.filter(id__in=[u[0] for u in units]).order_by("id")
+                         .values_list("done", flat=True)), dtype=np.int64)
+    left = policy.expected_votes_left(
+        votes=done, confidence=confidence.confidence, settings=settings_,
+        information_per_vote=policy.vote_information(reliability, np.bincount(rater_arr, minlength=len(annotators))))
+    expected_left = int(round(float(left.sum())))
+    if project.judgment_budget is not None:
+        expected_left = min(expected_left, max(0, project.judgment_budget - spent))
+    accuracy = policy.estimated_accuracy(confidence.confidence)
+    AdaptiveSnapshot.objects.create(project=project, judgments=spent, expected_left=expected_left,
+                                    estimated_accuracy=0.0 if np.isnan(accuracy) else accuracy)
+    return {"units": len(units), "judgments": spent, "raters": len(annotators), "expected_left": expected_left}
+
+
+def _in_cycle(units, label, human_votes) -> np.ndarray:
+    """Per unit: whether its consensus edge (winner beats loser) lies on a cycle of its prompt's
+    consensus graph: the loser reaches the winner through the other edges."""
+    out = np.zeros(len(units), dtype=bool)
+    edges_by_prompt: dict[int, list[tuple[int, int, int]]] = {}
+    for n, (_, _, prompt_id, image_a, image_b) in enumerate(units):
+        if human_votes[n] and label[n] != 2:
+            winner, loser = (image_a, image_b) if label[n] == 0 else (image_b, image_a)
+            edges_by_prompt.setdefault(prompt_id, []).append((n, winner, loser))
+    for edges in edges_by_prompt.values():
+        beats: dict[int, set[int]] = {}
+        for _, winner, loser in edges:
+            beats.setdefault(winner, set()).add(loser)
+        for n, winner, loser in edges:
+            seen, todo = {loser}, [loser]
+            while todo:
+                for nxt in beats.get(todo.pop(), ()):
+                    if nxt == winner:
+                        out[n] = True
+                        todo = []
+                        break
+                    if nxt not in seen:
+                        seen.add(nxt)
+                        todo.append(nxt)
+    return out
+
+
+def adaptive_refresh_due() -> list[int]:
+    """Beat: the adaptive projects to refresh (every adaptive project that is not archived)."""
+    return list(Project.objects.filter(collection=Project.Collection.ADAPTIVE, is_archived=False)
+                .values_list("id", flat=True))
+
+
+def adaptive_progress(project: Project) -> dict | None:
+    """The researcher's view of an adaptive project: judgments spent, expected judgments left (at the
+    last refresh), the confidence distribution of the pairwise units and the accuracy curve."""
+    if project.collection != Project.Collection.ADAPTIVE:
+        return None
+    reliability, _ = _reliability(project)
+    rows = list(WorkUnit.objects.filter(project=project, task_type=TaskType.PAIRWISE, is_gold=False)
+                .values_list("evidence", "priority"))
+    evidence = np.array([_evidence_of(e)[:3] for e, _ in rows]).reshape(-1, 3)
+    confidence = policy.unit_confidence(evidence, reliability).confidence if rows else np.zeros(0)
+    edges = np.linspace(1 / 3, 1, 9)
+    counts, _ = np.histogram(confidence, bins=edges)
+    most = max(int(counts.max()) if counts.size else 0, 1)
+    histogram = [{"low": round(float(lo), 2), "high": round(float(hi), 2), "units": int(c),
+                  "width": round(100 * int(c) / most)} for lo, hi, c in zip(edges[:-1], edges[1:], counts)]
+    snapshots = list(AdaptiveSnapshot.objects.filter(project=project).order_by("at", "id")
+                     .values("at", "judgments", "estimated_accuracy", "expected_left"))
+    return {"judgments_spent": adaptive_spent(project), "budget": project.judgment_budget,
+            "expected_left": snapshots[-1]["expected_left"] if snapshots else None,
+            "units_closed": sum(1 for _, p in rows if p == policy.CLOSED), "units": len(rows),
+            "estimated_accuracy": snapshots[-1]["estimated_accuracy"] if snapshots else None,
+            "histogram": histogram, "curve": snapshots,
+            "settings": adaptive_settings(project).as_json()}

@@ -1,0 +1,111 @@
+"""The adaptive refresh: it runs on a real Celery worker, refits reliabilities, rewrites every
+pairwise unit's evidence and priority from the votes, and records a snapshot."""
+import random
+import uuid
+
+import numpy as np
+import pytest
+
+from annotation.adaptive_collection import _in_cycle, _reliability, adaptive_refresh
+from annotation.assignment import assignments_lease_next, work_units_open
+from annotation.judging import submission_store
+from annotation.models import AdaptiveSnapshot, Membership, PreferenceJudgment, WorkUnit
+from annotation.services import project_update
+from annotation.tasks import adaptive_refresh_task
+from curation.adaptive import CLOSED, unit_confidence
+from tests.conftest import wait_for
+from tests.factories import MembershipFactory, UserFactory, prompts_with_all_pairs
+
+
+def votes_from(project, people: int, rounds: int, seed=3):
+    rng = random.Random(seed)
+    for i in range(people):
+        user = MembershipFactory(project=project, user=UserFactory(username=f"r{i}")).user
+        membership = Membership.objects.select_related("project", "user").get(user=user, project=project)
+        for _ in range(rounds):
+            for assignment in assignments_lease_next(membership=membership, task_type="pairwise", count=3):
+                choice = "left" if i == 0 else rng.choice(["left", "left", "right"])  # r0 always left
+                assert submission_store(membership=membership, item={
+                    "idempotency_key": uuid.uuid4().hex, "assignment": assignment.id,
+                    "choice": choice}).status == "stored"
+
+
+def adaptive(project):
+    prompts_with_all_pairs(project, prompts=4, images_per_prompt=4)
+    project_update(project=project, task_types=["pairwise"], gold_rate=0.0)
+    work_units_open(project=project)
+    return project_update(project=project, collection="adaptive", min_votes=2, max_votes=6, confidence_target=0.9)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_refresh_runs_on_a_worker_and_updates_the_priorities(celery_worker_process, project, settings):
+    settings.ADAPTIVE_REFRESH_EVERY_JUDGMENTS = 10**9
+    project = adaptive(project)  # switching to adaptive queues a first refresh (no votes yet)
+    wait_for(lambda: AdaptiveSnapshot.objects.filter(project=project, judgments=0).exists(), timeout=60,
+             what="the refresh queued by the switch")
+    votes_from(project, people=5, rounds=4)
+    before = dict(WorkUnit.objects.filter(project=project).values_list("id", "priority"))
+    live = PreferenceJudgment.objects.filter(project=project, source="human", retracted_at__isnull=True).count()
+
+    adaptive_refresh_task.delay(project.id)
+    snapshot = wait_for(lambda: AdaptiveSnapshot.objects.filter(project=project, judgments__gt=0).first(), timeout=60,
+                        what="the refresh's snapshot")
+    project.refresh_from_db()
+    assert snapshot.judgments == live
+    assert project.adaptive_refreshed_judgments == live
+    assert len(project.adaptive_reliability["raters"]) == 5
+    units = list(WorkUnit.objects.filter(project=project).order_by("id"))
+    reliability, _ = _reliability(project)
+    confidence = unit_confidence(np.array([u.evidence[:3] for u in units]), reliability).confidence
+    assert snapshot.estimated_accuracy == pytest.approx(confidence.mean(), abs=1e-4)
+    for unit, sure in zip(units, confidence):
+        closed = unit.filled >= 6 or (unit.filled >= 2 and sure >= 0.9)
+        assert (unit.priority == CLOSED) == closed, unit.id
+    assert any(before[u.id] != u.priority for u in units)  # the refit moved some unit's order
+
+
+@pytest.mark.django_db
+def test_the_refresh_recomputes_what_the_submit_path_added(project, django_capture_on_commit_callbacks, settings):
+    settings.ADAPTIVE_REFRESH_EVERY_JUDGMENTS = 10**9
+    with django_capture_on_commit_callbacks(execute=False):
+        project = adaptive(project)
+        votes_from(project, people=3, rounds=2)
+    adaptive_refresh(project_id=project.id)
+    first = dict(WorkUnit.objects.filter(project=project).values_list("id", "priority"))
+    adaptive_refresh(project_id=project.id)  # safe to run twice: the same result
+    assert dict(WorkUnit.objects.filter(project=project).values_list("id", "priority")) == first
+    assert AdaptiveSnapshot.objects.filter(project=project).count() == 2
+
+
+def test_a_consensus_cycle_marks_its_units_and_only_them():
+    # prompt 1: 10 beats 11, 11 beats 12, 12 beats 10 (a cycle); prompt 2: 20 > 21 > 22 and 20 > 22
+    units = [(1, 0, 1, 10, 11), (2, 0, 1, 11, 12), (3, 0, 1, 10, 12), (4, 0, 2, 20, 21), (5, 0, 2, 21, 22),
+             (6, 0, 2, 20, 22)]
+    label = np.array([0, 0, 1, 0, 0, 0])  # unit 3: b (12) wins over 10
+    assert _in_cycle(units, label, np.ones(6)).tolist() == [True, True, True, False, False, False]
+
+
+@pytest.mark.django_db
+def test_machine_judges_who_split_raise_a_unit_and_a_vote_keeps_that(project, django_capture_on_commit_callbacks,
+                                                                     settings):
+    from annotation.models import MachineAnnotator
+
+    settings.ADAPTIVE_REFRESH_EVERY_JUDGMENTS = 10**9
+    with django_capture_on_commit_callbacks(execute=False):
+        project = adaptive(project)
+    split, calm = WorkUnit.objects.filter(project=project).select_related("comparison").order_by("id")[:2]
+    for n in range(4):  # two machine judges say a, two say b on `split`; all four say a on `calm`
+        judge = MachineAnnotator.objects.create(name=f"judge{n}", backend="fake")
+        for unit, choice in ((split, "ab"[n % 2]), (calm, "a")):
+            PreferenceJudgment.objects.create(project=project, source="machine", machine_annotator=judge,
+                                              comparison=unit.comparison, choice=choice,
+                                              left_image_id=unit.comparison.image_a_id)
+    adaptive_refresh(project_id=project.id)
+    split.refresh_from_db()
+    calm.refresh_from_db()
+    assert split.priority > calm.priority  # same votes (none) and confidence: the split decides
+    assert split.evidence[3] == pytest.approx(1.0) and calm.evidence[3] == 0
+    with django_capture_on_commit_callbacks(execute=False):
+        votes_from(project, people=1, rounds=1)  # r0 votes on the top units, `split` first
+    split.refresh_from_db()
+    assert split.done == 1 and split.evidence[3] == pytest.approx(1.0)  # the submit-time update kept it
