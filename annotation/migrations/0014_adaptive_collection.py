@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotation', '0012_study_links'),
+        ('annotation', '0013_membership_study_participant'),
     ]
 
     operations = [
