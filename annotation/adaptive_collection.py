@@ -150,8 +150,10 @@ def adaptive_refresh_now_and_then(project: Project, judged: int) -> None:
 # --- the refresh ------------------------------------------------------------------------------
 
 def _human_votes(project, comparison_ids=None):
-    votes = PreferenceJudgment.objects.filter(project=project, source=Source.HUMAN, aspect="overall",
-                                              retracted_at__isnull=True, excluded_reason="", is_gold=False)
+    from curation.selectors import LIVE_JUDGMENT  # the one definition of a live judgment
+
+    votes = PreferenceJudgment.objects.filter(LIVE_JUDGMENT, project=project, source=Source.HUMAN, aspect="overall",
+                                              is_gold=False)
     if comparison_ids is not None:
         votes = votes.filter(comparison_id__in=comparison_ids)
     return votes.values_list("comparison_id", "annotator_id", "choice")
