@@ -21,7 +21,7 @@ import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
 
-from annotation.models import AdaptiveSnapshot, PreferenceJudgment, Project, Source, TaskType, WorkUnit
+from annotation.models import AdaptiveRater, AdaptiveSnapshot, PreferenceJudgment, Project, Source, TaskType, WorkUnit
 from curation import adaptive as policy
 
 CHOICE_CODES = {"a": 0, "b": 1, "tie": 2}
@@ -39,17 +39,21 @@ def adaptive_settings(project: Project) -> policy.AdaptiveSettings:
                                    confidence_target=project.confidence_target, budget=project.judgment_budget)
 
 
-def _reliability(project: Project) -> tuple[policy.RaterReliability, dict[int, int]]:
-    """The project's last fitted reliabilities and annotator id -> rater code; the prior before any refresh."""
-    stored = project.adaptive_reliability
-    if not stored:
+def _reliability(project: Project, annotator_ids=()) -> tuple[policy.RaterReliability, dict[int, int]]:
+    """The last refresh's class prior, and the fitted matrices of `annotator_ids` only (one indexed
+    read of their AdaptiveRater rows), with annotator id -> rater code; everyone else, and everyone
+    before the first refresh, gets the prior's matrix."""
+    stored = project.adaptive_reliability or {}
+    if "log_class_prior" not in stored:
         return policy.RaterReliability.from_prior(0), {}
-    raters = stored["raters"]
+    ids = sorted(set(annotator_ids))
+    rows = list(AdaptiveRater.objects.filter(project=project, annotator_id__in=ids)
+                .values_list("annotator_id", "log_confusion")) if ids else []
     return (policy.RaterReliability(
-        log_confusion=np.asarray([raters[key] for key in raters], dtype=np.float64).reshape(len(raters), 3, 3),
+        log_confusion=np.asarray([matrix for _, matrix in rows], dtype=np.float64).reshape(len(rows), 3, 3),
         log_class_prior=np.asarray(stored["log_class_prior"], dtype=np.float64),
         log_unknown_rater=np.asarray(stored["log_unknown_rater"], dtype=np.float64)),
-        {int(key): code for code, key in enumerate(raters)})
+        {annotator_id: code for code, (annotator_id, _) in enumerate(rows)})
 
 
 def _priorities(project, reliability, filled, evidence, machine=None, in_cycle=None) -> tuple[np.ndarray, np.ndarray]:
@@ -78,7 +82,7 @@ def adaptive_units_update(*, project: Project, unit_ids, votes=(), sign: int = 1
             if task_type == TaskType.PAIRWISE and not gold]
     if not rows:
         return
-    reliability, codes = _reliability(project)
+    reliability, codes = _reliability(project, [annotator_id for _, annotator_id, _ in votes])
     position = {row[0]: n for n, row in enumerate(rows)}
     stored = np.array([_evidence_of(row[2]) for row in rows])
     evidence, machine, in_cycle = stored[:, :3], stored[:, 3], stored[:, 4]
@@ -177,12 +181,17 @@ def adaptive_refresh(*, project_id: int) -> dict:
     choice_arr = np.array([CHOICE_CODES[v[2]] for v in votes], dtype=np.int64)
     reliability = policy.rater_reliability(unit=unit_arr, rater=rater_arr, choice=choice_arr, n_units=len(units),
                                            n_raters=len(annotators))
-    project.adaptive_reliability = {
-        "raters": {str(a): reliability.log_confusion[n].round(6).tolist() for n, a in enumerate(annotators)},
-        "log_class_prior": reliability.log_class_prior.tolist(),
-        "log_unknown_rater": reliability.log_unknown_rater.tolist()}
-    project.adaptive_refreshed_judgments = len(votes)
-    project.save(update_fields=["adaptive_reliability", "adaptive_refreshed_judgments"])
+    with transaction.atomic():
+        AdaptiveRater.objects.filter(project=project).exclude(annotator_id__in=annotators).delete()
+        AdaptiveRater.objects.bulk_create(
+            [AdaptiveRater(project=project, annotator_id=a, log_confusion=reliability.log_confusion[n].round(6).tolist())
+             for n, a in enumerate(annotators)],
+            update_conflicts=True, unique_fields=["project", "annotator"], update_fields=["log_confusion"],
+            batch_size=2000)
+        project.adaptive_reliability = {"log_class_prior": reliability.log_class_prior.tolist(),
+                                        "log_unknown_rater": reliability.log_unknown_rater.tolist()}
+        project.adaptive_refreshed_judgments = len(votes)
+        project.save(update_fields=["adaptive_reliability", "adaptive_refreshed_judgments"])
 
     evidence = policy.unit_evidence(unit=unit_arr, rater=rater_arr, choice=choice_arr, n_units=len(units),
                                     reliability=reliability)

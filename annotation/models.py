@@ -107,8 +107,8 @@ class Project(models.Model):
                                                             "human pairwise votes are spent (blank: no budget).")
     adaptive_reliability = models.JSONField(
         null=True, blank=True, editable=False,
-        help_text="Adaptive: the last refresh's rater reliabilities (log confusion matrices by annotator id, "
-                  "the class prior), read on submit to weigh a new vote.")
+        help_text="Adaptive: the last refresh's class prior and the matrix of a rater it has not seen; each "
+                  "fitted rater's matrix is an AdaptiveRater row.")
     adaptive_refreshed_judgments = models.PositiveIntegerField(
         default=0, editable=False, help_text="Adaptive: human pairwise votes at the last refresh.")
     is_archived = models.BooleanField(default=False)
@@ -698,6 +698,20 @@ class StudyParticipant(models.Model):
 
     def __str__(self):
         return f"participant {self.pk} of {self.link_id}"
+
+
+class AdaptiveRater(models.Model):
+    """One annotator's reliability in an adaptive project as the last refresh fitted it: the log
+    confusion matrix (truth x answer, a / b / tie). A submit reads only its voters' rows, so the
+    cost of weighing a vote does not grow with the crowd; someone the refresh has not seen yet
+    is weighed by the project's prior (`Project.adaptive_reliability`)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_index=False)
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    log_confusion = models.JSONField(help_text="3 x 3: log P(answer | truth), rows a, b, tie.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "annotator"], name="adaptive_rater_once")]
 
 
 class AdaptiveSnapshot(models.Model):

@@ -5,11 +5,13 @@ import uuid
 
 import numpy as np
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from annotation.adaptive_collection import _in_cycle, _reliability, adaptive_refresh
 from annotation.assignment import assignments_lease_next, work_units_open
 from annotation.judging import submission_store
-from annotation.models import AdaptiveSnapshot, Membership, PreferenceJudgment, WorkUnit
+from annotation.models import AdaptiveRater, AdaptiveSnapshot, Membership, PreferenceJudgment, WorkUnit
 from annotation.services import project_update
 from annotation.tasks import adaptive_refresh_task
 from curation.adaptive import CLOSED, unit_confidence
@@ -53,7 +55,7 @@ def test_the_refresh_runs_on_a_worker_and_updates_the_priorities(celery_worker_p
     project.refresh_from_db()
     assert snapshot.judgments == live
     assert project.adaptive_refreshed_judgments == live
-    assert len(project.adaptive_reliability["raters"]) == 5
+    assert AdaptiveRater.objects.filter(project=project).count() == 5
     units = list(WorkUnit.objects.filter(project=project).order_by("id"))
     reliability, _ = _reliability(project)
     confidence = unit_confidence(np.array([u.evidence[:3] for u in units]), reliability).confidence
@@ -75,6 +77,31 @@ def test_the_refresh_recomputes_what_the_submit_path_added(project, django_captu
     adaptive_refresh(project_id=project.id)  # safe to run twice: the same result
     assert dict(WorkUnit.objects.filter(project=project).values_list("id", "priority")) == first
     assert AdaptiveSnapshot.objects.filter(project=project).count() == 2
+
+
+@pytest.mark.django_db
+def test_a_submit_weighs_the_vote_by_its_raters_fitted_matrix_reading_only_that_raters_row(
+        project, django_capture_on_commit_callbacks, settings):
+    """The cost of weighing a vote must not grow with the crowd: the submit reads the voter's
+    AdaptiveRater row, not every rater's matrix."""
+    settings.ADAPTIVE_REFRESH_EVERY_JUDGMENTS = 10**9
+    with django_capture_on_commit_callbacks(execute=False):
+        project = adaptive(project)
+        votes_from(project, people=5, rounds=1)
+    adaptive_refresh(project_id=project.id)
+    voter = Membership.objects.select_related("project", "user").get(project=project, user__username="r0")
+    fitted = np.array(AdaptiveRater.objects.get(project=project, annotator=voter.user).log_confusion)
+    assignment = assignments_lease_next(membership=voter, task_type="pairwise", count=1)[0]
+    unit = WorkUnit.objects.select_related("comparison").get(id=assignment.unit_id)
+    before = np.array(unit.evidence[:3])
+    with django_capture_on_commit_callbacks(execute=False), CaptureQueriesContext(connection) as queries:
+        assert submission_store(membership=voter, item={"idempotency_key": uuid.uuid4().hex,
+                                                        "assignment": assignment.id, "choice": "left"}).status == "stored"
+    unit.refresh_from_db()
+    said = 0 if assignment.left_image_id == unit.comparison.image_a_id else 1  # "left" as a or b
+    assert np.allclose(np.array(unit.evidence[:3]) - before, fitted[:, said], atol=1e-5)
+    rater_reads = [q["sql"] for q in queries.captured_queries if "annotation_adaptiverater" in q["sql"]]
+    assert len(rater_reads) == 1 and f'"annotator_id" IN ({voter.user_id})' in rater_reads[0], rater_reads
 
 
 def test_a_consensus_cycle_marks_its_units_and_only_them():
