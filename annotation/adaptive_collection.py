@@ -26,7 +26,7 @@ from curation import adaptive as policy
 
 CHOICE_CODES = {"a": 0, "b": 1, "tie": 2}
 REFRESH_CHUNK = 2000
-EVIDENCE_LENGTH = 5  # a, b, tie log-likelihoods; machine disagreement; in a cycle (0 / 1)
+EVIDENCE_LENGTH = 7  # a, b, tie log-likelihoods; machine votes a, b, tie; in a cycle (0 / 1)
 BUDGET_LOCK_SPACE = 16  # first key of the advisory lock a budgeted project's leases take turns on
 
 
@@ -56,10 +56,15 @@ def _reliability(project: Project, annotator_ids=()) -> tuple[policy.RaterReliab
         {annotator_id: code for code, (annotator_id, _) in enumerate(rows)})
 
 
-def _priorities(project, reliability, filled, evidence, machine=None, in_cycle=None) -> tuple[np.ndarray, np.ndarray]:
-    confidence = policy.unit_confidence(evidence, reliability).confidence
-    return policy.unit_priority(votes=filled, confidence=confidence, settings=adaptive_settings(project),
-                                machine_disagreement=machine, in_cycle=in_cycle), confidence
+def _priorities(project, reliability, filled, evidence, machine_counts=None, in_cycle=None) -> tuple[np.ndarray, np.ndarray]:
+    """Priority and confidence per unit. Machine disagreement is recomputed here from the machine
+    votes and the humans' current leading answer, so a vote that turns the humans against the
+    machines raises the unit at once, as the policy replay does."""
+    scored = policy.unit_confidence(evidence, reliability)
+    machine = None if machine_counts is None else policy.machine_disagreement(
+        machine_counts=machine_counts, human_label=scored.label, human_votes=filled)
+    return policy.unit_priority(votes=filled, confidence=scored.confidence, settings=adaptive_settings(project),
+                                machine_disagreement=machine, in_cycle=in_cycle), scored.confidence
 
 
 def adaptive_units_update(*, project: Project, unit_ids, votes=(), sign: int = 1, rows=None) -> None:
@@ -85,20 +90,21 @@ def adaptive_units_update(*, project: Project, unit_ids, votes=(), sign: int = 1
     reliability, codes = _reliability(project, [annotator_id for _, annotator_id, _ in votes])
     position = {row[0]: n for n, row in enumerate(rows)}
     stored = np.array([_evidence_of(row[2]) for row in rows])
-    evidence, machine, in_cycle = stored[:, :3], stored[:, 3], stored[:, 4]
+    evidence, machine_counts, in_cycle = stored[:, :3], stored[:, 3:6], stored[:, 6]
     for unit_id, annotator_id, choice in votes:
         if unit_id in position and choice in CHOICE_CODES:
             rater = codes.get(annotator_id, reliability.n_raters)  # unseen rater: the prior
             evidence[position[unit_id]] += sign * policy.vote_evidence(reliability, rater=rater,
                                                                        choice=CHOICE_CODES[choice])
     filled = np.array([row[1] for row in rows])
-    priority, _ = _priorities(project, reliability, filled, evidence, machine, in_cycle)
+    priority, _ = _priorities(project, reliability, filled, evidence, machine_counts, in_cycle)
     _units_write([row[0] for row in rows], stored, priority)
 
 
 def _evidence_of(stored) -> list[float]:
-    """A unit's stored evidence: log-likelihood a, b, tie, then the last refresh's machine
-    disagreement and cycle flag (kept so that the update on submit keeps those priority levels)."""
+    """A unit's stored evidence: log-likelihood a, b, tie, then the machine votes a, b, tie and the
+    cycle flag as the last refresh counted them (kept so that the update on submit can work out
+    those priority levels)."""
     if isinstance(stored, str):
         stored = json.loads(stored)
     stored = list(stored or [])
@@ -202,8 +208,6 @@ def adaptive_refresh(*, project_id: int) -> dict:
             project=project, source=Source.MACHINE, aspect="overall").values_list("comparison_id", "choice")):
         if comparison_id in unit_code:
             machine_counts[unit_code[comparison_id], CHOICE_CODES[choice]] += 1
-    machine = policy.machine_disagreement(machine_counts=machine_counts, human_label=confidence.label,
-                                          human_votes=human_votes)
     in_cycle = _in_cycle(units, confidence.label, human_votes)
 
     # Written in chunks, each under its units' row locks, with votes re-read there: a vote stored
@@ -222,7 +226,8 @@ def adaptive_refresh(*, project_id: int) -> dict:
                 choice=np.array([CHOICE_CODES[v[2]] for v in chunk_votes], dtype=np.int64), n_units=len(chunk),
                 reliability=reliability)
             filled = np.array([locked[i] for i in ids])
-            chunk_machine, chunk_cycle = machine[start:start + len(chunk)], in_cycle[start:start + len(chunk)]
+            chunk_machine = machine_counts[start:start + len(chunk)]
+            chunk_cycle = in_cycle[start:start + len(chunk)]
             priority, _ = _priorities(project, reliability, filled, chunk_evidence, chunk_machine, chunk_cycle)
             _units_write(ids, np.column_stack([chunk_evidence, chunk_machine, chunk_cycle.astype(float)]), priority)
 

@@ -72,6 +72,9 @@ class PlatformRun:
 
     collection: str
     curve: list[tuple[int, float]] = field(default_factory=list)
+    unit: list[int] = field(default_factory=list)  # per judgment, in order: the unit's code in the world
+    rater: list[int] = field(default_factory=list)
+    choice: list[int] = field(default_factory=list)
     votes_per_unit: np.ndarray | None = None
     refreshes: int = 0
     seconds: float = 0.0
@@ -142,6 +145,7 @@ def replay(target: ReplayProject, *, seed: int, budget: int, checkpoints=(), ref
     """Judge `target` until `budget` judgments are stored or nobody can be handed a unit; score
     the platform's consensus at each checkpoint (and at the end)."""
     world, project = target.world, target.project
+    project.refresh_from_db()  # its collection may have been switched since (the settings page)
     adaptive = project.collection == Project.Collection.ADAPTIVE
     run = PlatformRun(collection=project.collection)
     started = time.perf_counter()
@@ -163,7 +167,7 @@ def replay(target: ReplayProject, *, seed: int, budget: int, checkpoints=(), ref
             if not active:
                 break
         rater = arrivals.choice(active)
-        membership = target.members[rater]
+        membership = _fresh(target.members[rater])
         leased = assignments_lease_next(membership=membership, task_type=TaskType.PAIRWISE, count=1)
         if not leased:
             active.remove(rater)
@@ -171,6 +175,7 @@ def replay(target: ReplayProject, *, seed: int, budget: int, checkpoints=(), ref
         assignment = leased[0]
         code = target.unit_code[assignment.unit_id]
         left = CHOICE_A if assignment.left_image_id == target.image_a[assignment.unit_id] else CHOICE_B
+        arrivals.choice((CHOICE_A, CHOICE_B))  # the numpy replay draws the side here: the two streams stay in step
         answer = rater_answer(world.composition, world.kinds[rater], skill=float(world.skill[rater]),
                               truth=int(world.truth[code]), left=left, hard=bool(world.hard[code]), rng=arrivals)
         outcome = submission_store(membership=membership, item={
@@ -179,6 +184,9 @@ def replay(target: ReplayProject, *, seed: int, budget: int, checkpoints=(), ref
         if outcome.status != "stored":
             raise RuntimeError(f"a simulated judgment was refused: {outcome.message}")
         spent += 1
+        run.unit.append(code)
+        run.rater.append(rater)
+        run.choice.append(answer)
         if adaptive and spent % refresh_every == 0:
             adaptive_refresh(project_id=project.id)
             run.refreshes += 1
@@ -193,9 +201,15 @@ def replay(target: ReplayProject, *, seed: int, budget: int, checkpoints=(), ref
     return run
 
 
+def _fresh(membership: Membership) -> Membership:
+    """The membership with its project as a request loads them: the project's last refresh (its
+    class prior) is on the row, so a stale copy would weigh every vote by the prior."""
+    return Membership.objects.select_related("project", "user").get(pk=membership.pk)
+
+
 def _can_take(target: ReplayProject, rater: int) -> bool:
     """Whether the assignment code would hand `rater` a unit now (the lease is handed back)."""
-    membership = target.members[rater]
+    membership = _fresh(target.members[rater])
     with transaction.atomic():
         leased = assignments_lease_next(membership=membership, task_type=TaskType.PAIRWISE, count=1)
         transaction.set_rollback(True)

@@ -26,7 +26,12 @@ def sized_page(request, chromium):
 def assert_fits_the_width(page) -> None:
     """Nothing makes the page scroll sideways (wide tables scroll inside their own box)."""
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-    assert overflow <= 0, f"{page.url} is {overflow}px wider than the window"
+    if overflow > 0:
+        widest = page.evaluate("""() => [...document.querySelectorAll('body *')]
+            .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
+            .slice(0, 3).map(e => e.tagName.toLowerCase() + (e.className ? '.' + e.className : '')
+                             + (e.dataset.testid ? '[' + e.dataset.testid + ']' : ''))""")
+        raise AssertionError(f"{page.url} is {overflow}px wider than the window; sticking out: {widest}")
 
 
 def test_a_researcher_creates_a_project_on_an_empty_platform_and_finds_it_at_home(sized_page, live_server,

@@ -131,8 +131,41 @@ def test_machine_judges_who_split_raise_a_unit_and_a_vote_keeps_that(project, dj
     split.refresh_from_db()
     calm.refresh_from_db()
     assert split.priority > calm.priority  # same votes (none) and confidence: the split decides
-    assert split.evidence[3] == pytest.approx(1.0) and calm.evidence[3] == 0
+    assert split.evidence[3:6] == [2, 2, 0] and calm.evidence[3:6] == [4, 0, 0]  # machine votes a, b, tie
     with django_capture_on_commit_callbacks(execute=False):
         votes_from(project, people=1, rounds=1)  # r0 votes on the top units, `split` first
     split.refresh_from_db()
-    assert split.done == 1 and split.evidence[3] == pytest.approx(1.0)  # the submit-time update kept it
+    assert split.done == 1 and split.evidence[3:6] == [2, 2, 0]  # the submit-time update kept the machine votes
+
+
+
+@pytest.mark.django_db
+def test_a_vote_against_the_machines_raises_its_unit_at_once_without_a_refresh(
+        project, django_capture_on_commit_callbacks, settings):
+    from annotation.models import MachineAnnotator
+
+    settings.ADAPTIVE_REFRESH_EVERY_JUDGMENTS = 10**9
+    with django_capture_on_commit_callbacks(execute=False):
+        project = adaptive(project)
+    agree, against = WorkUnit.objects.filter(project=project).select_related("comparison").order_by("id")[:2]
+    for n in range(3):  # three machine judges say a on both units
+        judge = MachineAnnotator.objects.create(name=f"judge{n}", backend="fake")
+        for unit in (agree, against):
+            PreferenceJudgment.objects.create(project=project, source="machine", machine_annotator=judge,
+                                              comparison=unit.comparison, choice="a",
+                                              left_image_id=unit.comparison.image_a_id)
+    adaptive_refresh(project_id=project.id)
+    voter = Membership.objects.select_related("project", "user").get(
+        project=project, user=MembershipFactory(project=project, user=UserFactory(username="v")).user)
+    leased = {a.unit_id: a for a in assignments_lease_next(membership=voter, task_type="pairwise", count=16)}
+    for unit, says in ((agree, "a"), (against, "b")):
+        assignment = leased[unit.id]
+        shown_left = "a" if assignment.left_image_id == unit.comparison.image_a_id else "b"
+        with django_capture_on_commit_callbacks(execute=False):
+            assert submission_store(membership=voter, item={
+                "idempotency_key": uuid.uuid4().hex, "assignment": assignment.id,
+                "choice": "left" if says == shown_left else "right"}).status == "stored"
+    agree.refresh_from_db()
+    against.refresh_from_db()
+    # one vote each, equally sure (a and b are symmetric): only the humans' dissent from the machines differs
+    assert against.priority > agree.priority
