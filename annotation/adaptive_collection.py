@@ -20,12 +20,14 @@ import random
 import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
+from django.utils import timezone
 
 from annotation.models import AdaptiveRater, AdaptiveSnapshot, PreferenceJudgment, Project, Source, TaskType, WorkUnit
 from curation import adaptive as policy
 
 CHOICE_CODES = {"a": 0, "b": 1, "tie": 2}
 REFRESH_CHUNK = 2000
+CURVE_POINTS = 40  # rows of the progress page's accuracy-against-judgments table
 EVIDENCE_LENGTH = 7  # a, b, tie log-likelihoods; machine votes a, b, tie; in a cycle (0 / 1)
 BUDGET_LOCK_SPACE = 16  # first key of the advisory lock a budgeted project's leases take turns on
 
@@ -242,8 +244,14 @@ def adaptive_refresh(*, project_id: int) -> dict:
     if project.judgment_budget is not None:
         expected_left = min(expected_left, max(0, project.judgment_budget - spent))
     accuracy = policy.estimated_accuracy(confidence.confidence)
-    AdaptiveSnapshot.objects.create(project=project, judgments=spent, expected_left=expected_left,
-                                    estimated_accuracy=0.0 if np.isnan(accuracy) else accuracy)
+    # One point per spend on the researcher's curve: a refresh with no new votes moves the last one.
+    point = {"at": timezone.now(), "expected_left": expected_left,
+             "estimated_accuracy": 0.0 if np.isnan(accuracy) else accuracy}
+    last = AdaptiveSnapshot.objects.filter(project=project).order_by("-at", "-id").first()
+    if last is not None and last.judgments == spent:
+        AdaptiveSnapshot.objects.filter(pk=last.pk).update(**point)
+    else:
+        AdaptiveSnapshot.objects.create(project=project, judgments=spent, **point)
     return {"units": len(units), "judgments": spent, "raters": len(annotators), "expected_left": expected_left}
 
 
@@ -275,9 +283,14 @@ def _in_cycle(units, label, human_votes) -> np.ndarray:
 
 
 def adaptive_refresh_due() -> list[int]:
-    """Beat: the adaptive projects to refresh (every adaptive project that is not archived)."""
-    return list(Project.objects.filter(collection=Project.Collection.ADAPTIVE, is_archived=False)
-                .values_list("id", flat=True))
+    """Beat: the adaptive projects to refresh: not archived, and never refreshed or with a number of
+    live human votes other than at their last refresh (an idle campaign costs no refit)."""
+    due = []
+    for project in Project.objects.filter(collection=Project.Collection.ADAPTIVE, is_archived=False).only(
+            "id", "adaptive_reliability", "adaptive_refreshed_judgments"):
+        if project.adaptive_reliability is None or _human_votes(project).count() != project.adaptive_refreshed_judgments:
+            due.append(project.id)
+    return due
 
 
 def adaptive_progress(project: Project) -> dict | None:
@@ -297,9 +310,13 @@ def adaptive_progress(project: Project) -> dict | None:
                   "width": round(100 * int(c) / most)} for lo, hi, c in zip(edges[:-1], edges[1:], counts)]
     snapshots = list(AdaptiveSnapshot.objects.filter(project=project).order_by("at", "id")
                      .values("at", "judgments", "estimated_accuracy", "expected_left"))
+    curve = snapshots
+    if len(snapshots) > CURVE_POINTS:  # evenly thinned, the first and the last kept
+        keep = np.unique(np.linspace(0, len(snapshots) - 1, CURVE_POINTS).round().astype(int))
+        curve = [snapshots[i] for i in keep]
     return {"judgments_spent": adaptive_spent(project), "budget": project.judgment_budget,
             "expected_left": snapshots[-1]["expected_left"] if snapshots else None,
             "units_closed": sum(1 for _, p in rows if p == policy.CLOSED), "units": len(rows),
             "estimated_accuracy": snapshots[-1]["estimated_accuracy"] if snapshots else None,
-            "histogram": histogram, "curve": snapshots,
+            "histogram": histogram, "curve": curve,
             "settings": adaptive_settings(project).as_json()}

@@ -76,7 +76,40 @@ def test_the_refresh_recomputes_what_the_submit_path_added(project, django_captu
     first = dict(WorkUnit.objects.filter(project=project).values_list("id", "priority"))
     adaptive_refresh(project_id=project.id)  # safe to run twice: the same result
     assert dict(WorkUnit.objects.filter(project=project).values_list("id", "priority")) == first
-    assert AdaptiveSnapshot.objects.filter(project=project).count() == 2
+    assert AdaptiveSnapshot.objects.filter(project=project).count() == 1  # no new votes: the point moved, none added
+
+
+@pytest.mark.django_db
+def test_beat_refreshes_only_the_adaptive_projects_whose_votes_changed(project, django_capture_on_commit_callbacks,
+                                                                       settings):
+    from annotation.adaptive_collection import adaptive_refresh_due
+
+    settings.ADAPTIVE_REFRESH_EVERY_JUDGMENTS = 10**9
+    with django_capture_on_commit_callbacks(execute=False):
+        project = adaptive(project)
+    assert adaptive_refresh_due() == [project.id]  # never refreshed
+    adaptive_refresh(project_id=project.id)
+    assert adaptive_refresh_due() == []  # idle: no refit every few minutes for nothing
+    with django_capture_on_commit_callbacks(execute=False):
+        votes_from(project, people=1, rounds=1)
+    assert adaptive_refresh_due() == [project.id]
+    adaptive_refresh(project_id=project.id)
+    assert adaptive_refresh_due() == []
+
+
+@pytest.mark.django_db
+def test_the_progress_curve_keeps_at_most_40_points_with_the_first_and_the_last(project,
+                                                                              django_capture_on_commit_callbacks):
+    from annotation.adaptive_collection import adaptive_progress
+
+    with django_capture_on_commit_callbacks(execute=False):
+        project = adaptive(project)
+    AdaptiveSnapshot.objects.bulk_create([AdaptiveSnapshot(project=project, judgments=10 * n, estimated_accuracy=0.5,
+                                                           expected_left=0) for n in range(500)])
+    curve = adaptive_progress(project)["curve"]
+    assert len(curve) == 40
+    assert (curve[0]["judgments"], curve[-1]["judgments"]) == (0, 4990)
+    assert [p["judgments"] for p in curve] == sorted(p["judgments"] for p in curve)
 
 
 @pytest.mark.django_db
