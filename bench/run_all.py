@@ -21,6 +21,7 @@ RUNS = [
     ["report_page_bench.py"],  # the filter-run report page of a 1,000,000-judgment run, server and Chromium
     ["curation_defaults_bench.py"],
     ["adaptive_collection_bench.py"],  # issue 16: adaptive against fixed overlap 5 on simulated crowds
+    ["adaptive_platform_bench.py"],  # the same through the platform's own lease, submit, refresh and filter runs
     ["export_bench.py"],
     # Right after an import, without a manual ANALYZE: the figure at 50,400 comparisons, and the
     # issue's scale with the platform's statistics refresh and without it (before the fix).
