@@ -69,38 +69,51 @@ def _priorities(project, reliability, filled, evidence, machine_counts=None, in_
                                 machine_disagreement=machine, in_cycle=in_cycle), scored.confidence
 
 
-def adaptive_units_update(*, project: Project, unit_ids, votes=(), sign: int = 1, rows=None) -> None:
+def adaptive_units_update(*, project: Project, unit_ids, votes=(), sign: int = 1, rows=None, deltas=None) -> None:
     """Add (sign 1) or take back (sign -1, undo) `votes` [(unit id, annotator id, choice a|b|tie)] to
     their units' evidence and recompute the priority of every unit named; the caller holds the
-    units' row locks. `rows` (id, task type, gold, filled, evidence), when the caller's counter
-    update returned them, saves reading the units again. Nothing for a fixed project, or for gold
-    and non-pairwise units."""
+    units' row locks, or passes `deltas`. `rows` (id, task type, gold, filled, evidence), when the
+    caller read them under its locks, saves reading the units again. Nothing for a fixed project,
+    or for gold and non-pairwise units.
+
+    `deltas` {unit id: (leased, done)}: the counter moves of the caller's lease or submit, made in
+    the same UPDATE as the evidence and priority (one new row version per unit instead of two,
+    and one statement less on lease); the units are then read and locked here (in id order)
+    unless `rows` come from the caller's own `FOR UPDATE` read."""
     if project.collection != Project.Collection.ADAPTIVE:
+        if deltas:
+            _units_move(deltas, {}, {})
         return
-    ids = sorted(set(unit_ids) | {unit_id for unit_id, *_ in votes})
+    ids = sorted(set(unit_ids) | {unit_id for unit_id, *_ in votes} | set(deltas or ()))
     if not ids:
         return
     if rows is None:
+        lock = " ORDER BY id FOR UPDATE" if deltas and connection.vendor == "postgresql" else ""
         with connection.cursor() as cursor:
             cursor.execute(f'SELECT id, task_type, is_gold, filled, evidence FROM "{WorkUnit._meta.db_table}" '
-                           f"WHERE id = ANY(%s)", [ids])
+                           f"WHERE id IN ({', '.join(['%s'] * len(ids))}){lock}", ids)
             rows = cursor.fetchall()
-    rows = [(unit_id, filled, evidence) for unit_id, task_type, gold, filled, evidence in rows
-            if task_type == TaskType.PAIRWISE and not gold]
-    if not rows:
-        return
-    reliability, codes = _reliability(project, [annotator_id for _, annotator_id, _ in votes])
-    position = {row[0]: n for n, row in enumerate(rows)}
-    stored = np.array([_evidence_of(row[2]) for row in rows])
-    evidence, machine_counts, in_cycle = stored[:, :3], stored[:, 3:6], stored[:, 6]
-    for unit_id, annotator_id, choice in votes:
-        if unit_id in position and choice in CHOICE_CODES:
-            rater = codes.get(annotator_id, reliability.n_raters)  # unseen rater: the prior
-            evidence[position[unit_id]] += sign * policy.vote_evidence(reliability, rater=rater,
-                                                                       choice=CHOICE_CODES[choice])
-    filled = np.array([row[1] for row in rows])
-    priority, _ = _priorities(project, reliability, filled, evidence, machine_counts, in_cycle)
-    _units_write([row[0] for row in rows], stored, priority)
+    deltas = deltas or {}
+    adaptive_rows = [(unit_id, filled + sum(deltas.get(unit_id, (0, 0))), evidence)
+                     for unit_id, task_type, gold, filled, evidence in rows
+                     if task_type == TaskType.PAIRWISE and not gold]
+    written, priorities = {}, {}
+    if adaptive_rows:
+        reliability, codes = _reliability(project, [annotator_id for _, annotator_id, _ in votes])
+        position = {row[0]: n for n, row in enumerate(adaptive_rows)}
+        stored = np.array([_evidence_of(row[2]) for row in adaptive_rows])
+        evidence, machine_counts, in_cycle = stored[:, :3], stored[:, 3:6], stored[:, 6]
+        for unit_id, annotator_id, choice in votes:
+            if unit_id in position and choice in CHOICE_CODES:
+                rater = codes.get(annotator_id, reliability.n_raters)  # unseen rater: the prior
+                evidence[position[unit_id]] += sign * policy.vote_evidence(reliability, rater=rater,
+                                                                           choice=CHOICE_CODES[choice])
+        filled = np.array([row[1] for row in adaptive_rows])
+        priority, _ = _priorities(project, reliability, filled, evidence, machine_counts, in_cycle)
+        for n, (unit_id, *_) in enumerate(adaptive_rows):
+            written[unit_id] = json.dumps([round(float(x), 6) for x in stored[n]])
+            priorities[unit_id] = int(priority[n])
+    _units_move({unit_id: deltas.get(unit_id, (0, 0)) for unit_id in ids}, written, priorities)
 
 
 def _evidence_of(stored) -> list[float]:
@@ -114,12 +127,28 @@ def _evidence_of(stored) -> list[float]:
 
 
 def _units_write(ids, evidence, priority) -> None:
+    """The refresh's write: evidence rows and priorities of units whose counters it leaves alone."""
+    _units_move({unit_id: (0, 0) for unit_id in ids},
+                {unit_id: json.dumps([round(float(x), 6) for x in row]) for unit_id, row in zip(ids, evidence)},
+                {unit_id: int(p) for unit_id, p in zip(ids, priority)})
+
+
+def _units_move(deltas: dict, evidence: dict, priority: dict) -> None:
+    """Counters moved by `deltas` {id: (leased, done)}, and `evidence` / `priority` set where given
+    (other units keep theirs): one UPDATE by primary key per unit, sent together (psycopg
+    pipelines executemany), which plans in microseconds where a join over unnest() took a
+    fraction of a millisecond on every lease and submit."""
+    if not deltas:
+        return
+    cast = "::jsonb" if connection.vendor == "postgresql" else ""
+    sql = (f'UPDATE "{WorkUnit._meta.db_table}" SET leased = leased + %s, done = done + %s, filled = filled + %s, '
+           f"evidence = COALESCE(%s{cast}, evidence), priority = COALESCE(%s, priority) WHERE id = %s")
+    rows = [(deltas[i][0], deltas[i][1], sum(deltas[i]), evidence.get(i), priority.get(i), i) for i in sorted(deltas)]
     with connection.cursor() as cursor:
-        cursor.execute(
-            f'UPDATE "{WorkUnit._meta.db_table}" u SET evidence = v.evidence::jsonb, priority = v.priority '
-            f"FROM unnest(%s::bigint[], %s::text[], %s::int[]) AS v(id, evidence, priority) WHERE u.id = v.id",
-            [list(ids), [json.dumps([round(float(x), 6) for x in row]) for row in evidence],
-             [int(p) for p in priority]])
+        if len(rows) == 1:  # the usual lease or answer: a plain statement skips the pipeline's set-up
+            cursor.execute(sql, rows[0])
+        else:
+            cursor.executemany(sql, rows)
 
 
 def adaptive_fresh_priority(project: Project) -> int:

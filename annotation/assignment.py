@@ -120,26 +120,30 @@ def assignments_lease_next(*, membership: Membership, task_type: str, count: int
         if need <= 0:
             return held
         gold_slots = sum(random.random() < project.gold_rate for _ in range(need))
-        picked = _pick_units(project, annotator, task_type, gold=True, limit=gold_slots) if gold_slots else []
-        picked += _pick_units(project, annotator, task_type, gold=False, limit=need - len(picked))
+        adaptive = is_adaptive(project, task_type)
+        picked = _pick_units(project, annotator, task_type, gold=True, limit=gold_slots,
+                             with_rows=adaptive) if gold_slots else []
+        picked += _pick_units(project, annotator, task_type, gold=False, limit=need - len(picked), with_rows=adaptive)
         if not picked:
             return held
         fresh = [Assignment(project=project, unit_id=unit_id, annotator=annotator, task_type=task_type,
-                            left_image_id=random.choice(pair) if pair[0] else None, leased_at=now,
+                            left_image_id=random.choice((image_a, image_b)) if image_a else None, leased_at=now,
                             expires_at=expires_at)
-                 for unit_id, *pair in picked]
+                 for unit_id, image_a, image_b, *_ in picked]
         Assignment.objects.bulk_create(fresh)
-        adaptive = is_adaptive(project, task_type)
-        rows = _units_add([unit_id for unit_id, *_ in picked], leased=1, returning=adaptive)
-        if adaptive:
-            adaptive_units_update(project=project, unit_ids=[unit_id for unit_id, *_ in picked], rows=rows)
+        if adaptive:  # counters, evidence and priority in one UPDATE, from the rows the pick locked
+            adaptive_units_update(project=project, unit_ids=[], deltas={row[0]: (1, 0) for row in picked},
+                                  rows=[(unit_id, *row) for unit_id, _, _, *row in picked])
+        else:
+            _units_add([unit_id for unit_id, *_ in picked], leased=1)
     return held + fresh
 
 
-def _pick_units(project, annotator, task_type, *, gold: bool, limit: int) -> list[tuple[int, int, int]]:
+def _pick_units(project, annotator, task_type, *, gold: bool, limit: int, with_rows: bool = False) -> list[tuple]:
     """Lock up to `limit` units this person may take and return (unit id, image_a id, image_b id)
-    (the image ids are None but for pairs); caller holds a transaction. Units of hidden items are
-    passed over (hiding an image hides its comparisons too)."""
+    (the image ids are None but for pairs), followed `with_rows` by the unit's task type, gold
+    flag, filled and evidence (what `adaptive_units_update` reads); caller holds a transaction.
+    Units of hidden items are passed over (hiding an image hides its comparisons too)."""
     if limit <= 0:
         return []
     unit, assignment, comparison = WorkUnit._meta.db_table, Assignment._meta.db_table, "annotation_comparison"
@@ -155,7 +159,8 @@ def _pick_units(project, annotator, task_type, *, gold: bool, limit: int) -> lis
     # Pairs already join their comparison; only image units join the image, to see it is shown.
     image = "" if task_type == TaskType.PAIRWISE else 'LEFT JOIN "annotation_image" i ON i.id = u.image_id'
     shown = "c.hidden_at IS NULL" if task_type == TaskType.PAIRWISE else "i.hidden_at IS NULL"
-    sql = (f'SELECT u.id, c.image_a_id, c.image_b_id FROM "{unit}" u LEFT JOIN "{comparison}" c '
+    extra = ", u.task_type, u.is_gold, u.filled, u.evidence" if with_rows else ""
+    sql = (f'SELECT u.id, c.image_a_id, c.image_b_id{extra} FROM "{unit}" u LEFT JOIN "{comparison}" c '
            f'ON c.id = u.comparison_id {image} WHERE u.project_id = %(project)s AND u.task_type = %(task_type)s '
            f'AND u.is_gold = %(gold)s {room} AND {shown} AND NOT EXISTS (SELECT 1 FROM "{assignment}" a '
            f'WHERE a.unit_id = u.id AND a.annotator_id = %(annotator)s) ORDER BY {order} LIMIT %(limit)s {lock}')
@@ -169,25 +174,20 @@ def _units_locked(unit_ids) -> None:
     list(WorkUnit.objects.select_for_update().filter(id__in=unit_ids).order_by("id").values_list("id"))
 
 
-def _units_add(unit_ids, *, leased: int = 0, done: int = 0, returning: bool = False) -> list[tuple]:
+def _units_add(unit_ids, *, leased: int = 0, done: int = 0) -> None:
     """Move the units' counters, once per occurrence of a unit in `unit_ids` (caller holds
     their row locks). Plain SQL: this runs twice per judgment, and the ORM's statement
-    building cost more than the statement. With `returning`, the units' rows after the change
-    (what `adaptive_units_update` reads: id, task type, gold, filled, evidence)."""
+    building cost more than the statement. Adaptive projects move theirs in
+    `adaptive_units_update`, with the evidence and priority."""
     by_times: dict[int, list[int]] = {}
     for unit_id, times in Counter(unit_ids).items():
         by_times.setdefault(times, []).append(unit_id)
-    rows = []
-    back = " RETURNING id, task_type, is_gold, filled, evidence" if returning else ""
     with connection.cursor() as cursor:
         for times, ids in by_times.items():
             marks = ", ".join(["%s"] * len(ids))
             cursor.execute(f'UPDATE "{WorkUnit._meta.db_table}" SET leased = leased + %s, done = done + %s, '
-                           f"filled = filled + %s WHERE id IN ({marks}){back}",
+                           f"filled = filled + %s WHERE id IN ({marks})",
                            [leased * times, done * times, (leased + done) * times, *ids])
-            if returning:
-                rows += cursor.fetchall()
-    return rows
 
 
 GOLD_ANSWER_SHAPES = {

@@ -180,18 +180,23 @@ def _store_batch(membership, items, todo, outcomes) -> None:
         ids = [s.assignment_id for _, s, _ in accepted if s.kind == kind]
         if ids:
             Assignment.objects.filter(id__in=ids).update(status=status, finished_at=now)
-    adaptive = is_adaptive(project)
-    rows = _units_add(reactivated, leased=1, returning=adaptive)
-    rows += _units_add([s.assignment.unit_id for _, s, _ in accepted if s.kind == Submission.Kind.JUDGED],
-                       leased=-1, done=1, returning=adaptive)
-    rows += _units_add([s.assignment.unit_id for _, s, _ in accepted if s.kind == Submission.Kind.SKIPPED], leased=-1,
-                       returning=adaptive)
-    if adaptive:
+    judged = [s.assignment.unit_id for _, s, _ in accepted if s.kind == Submission.Kind.JUDGED]
+    skipped = [s.assignment.unit_id for _, s, _ in accepted if s.kind == Submission.Kind.SKIPPED]
+    if is_adaptive(project):
+        # Counters, evidence and priority in one UPDATE per batch (the units read and locked first).
+        deltas: dict[int, tuple[int, int]] = {}
+        for unit_ids, move in ((reactivated, (1, 0)), (judged, (-1, 1)), (skipped, (-1, 0))):
+            for unit_id in unit_ids:
+                leased, done = deltas.get(unit_id, (0, 0))
+                deltas[unit_id] = (leased + move[0], done + move[1])
         votes = [(s.assignment.unit_id, annotator.id, j.choice) for _, s, judgments in accepted for j in judgments
                  if isinstance(j, PreferenceJudgment) and j.aspect == "overall" and not j.is_gold]
-        adaptive_units_update(project=project, unit_ids=reactivated + [s.assignment.unit_id for _, s, _ in accepted],
-                              votes=votes, rows=list({row[0]: row for row in rows}.values()))  # a unit's last row
+        adaptive_units_update(project=project, unit_ids=[], votes=votes, deltas=deltas)
         adaptive_refresh_now_and_then(project, len(votes))
+    else:
+        _units_add(reactivated, leased=1)
+        _units_add(judged, leased=-1, done=1)
+        _units_add(skipped, leased=-1)
     for i, submission, _ in accepted:
         outcomes[i] = SubmissionOutcome(submission.idempotency_key, "stored", "", submission)
 

@@ -178,20 +178,29 @@ def judgment_list_for_user(*, user, project: Project, kind: str) -> QuerySet:
 
 # --- the workspace ------------------------------------------------------------------------
 
-_PAYLOAD_SQL = """
-SELECT a.id, a.unit_id, a.task_type, a.expires_at, a.left_image_id, p.id, p.text,
+_PAYLOAD_COLUMNS = """p.id, p.text,
        i.id, i.preview_key, i.storage_key, i.width, i.height,
        ia.id, ia.preview_key, ia.storage_key, ia.width, ia.height,
-       ib.id, ib.preview_key, ib.storage_key, ib.width, ib.height
-FROM annotation_assignment a
-JOIN annotation_workunit u ON u.id = a.unit_id
+       ib.id, ib.preview_key, ib.storage_key, ib.width, ib.height"""
+_PAYLOAD_JOINS = """annotation_workunit u
 JOIN annotation_prompt p ON p.id = u.prompt_id
 LEFT JOIN annotation_image i ON i.id = u.image_id
 LEFT JOIN annotation_comparison c ON c.id = u.comparison_id
 LEFT JOIN annotation_image ia ON ia.id = c.image_a_id
-LEFT JOIN annotation_image ib ON ib.id = c.image_b_id
-WHERE a.id IN ({marks})
-"""
+LEFT JOIN annotation_image ib ON ib.id = c.image_b_id"""
+# PostgreSQL: each lease's unit, prompt and images are fetched by primary key from its own row
+# (LATERAL, kept apart by its LIMIT). A plain join let the planner, on stale statistics (a
+# project's first leases), merge-join the unit index from its start up to the unit's id: 2 ms at
+# 10,000 units and growing with the table, against 0.2 ms.
+_PAYLOAD_SQL = {
+    "postgresql": f"""SELECT a.id, a.unit_id, a.task_type, a.expires_at, a.left_image_id, x.*
+FROM annotation_assignment a
+CROSS JOIN LATERAL (SELECT {_PAYLOAD_COLUMNS} FROM {_PAYLOAD_JOINS} WHERE u.id = a.unit_id LIMIT 1) x
+WHERE a.id IN ({{marks}})""",
+    "sqlite": f"""SELECT a.id, a.unit_id, a.task_type, a.expires_at, a.left_image_id, {_PAYLOAD_COLUMNS}
+FROM annotation_assignment a JOIN {_PAYLOAD_JOINS.replace("annotation_workunit u", "annotation_workunit u ON u.id = a.unit_id", 1)}
+WHERE a.id IN ({{marks}})""",
+}
 
 
 def assignment_payloads(*, assignments) -> list[dict]:
@@ -206,7 +215,8 @@ def assignment_payloads(*, assignments) -> list[dict]:
     if not ids:
         return []
     with connection.cursor() as cursor:
-        cursor.execute(_PAYLOAD_SQL.format(marks=", ".join(["%s"] * len(ids))), ids)
+        sql = _PAYLOAD_SQL["postgresql" if connection.vendor == "postgresql" else "sqlite"]
+        cursor.execute(sql.format(marks=", ".join(["%s"] * len(ids))), ids)
         rows = {row[0]: row for row in cursor.fetchall()}
 
     def image(values):
