@@ -20,9 +20,10 @@ import random
 import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
-from annotation.models import AdaptiveRater, AdaptiveSnapshot, PreferenceJudgment, Project, Source, TaskType, WorkUnit
+from annotation.models import AdaptiveBudget, AdaptiveRater, AdaptiveSnapshot, PreferenceJudgment, Project, Source, TaskType, WorkUnit
 from curation import adaptive as policy
 
 CHOICE_CODES = {"a": 0, "b": 1, "tie": 2}
@@ -114,6 +115,9 @@ def adaptive_units_update(*, project: Project, unit_ids, votes=(), sign: int = 1
             written[unit_id] = json.dumps([round(float(x), 6) for x in stored[n]])
             priorities[unit_id] = int(priority[n])
     _units_move({unit_id: deltas.get(unit_id, (0, 0)) for unit_id in ids}, written, priorities)
+    spent = sum(sum(deltas.get(unit_id, (0, 0))) for unit_id, *_ in adaptive_rows)
+    if spent and project.judgment_budget is not None:
+        AdaptiveBudget.objects.filter(project_id=project.id).update(spent=F("spent") + spent)
 
 
 def _evidence_of(stored) -> list[float]:
@@ -159,15 +163,34 @@ def adaptive_fresh_priority(project: Project) -> int:
 
 def adaptive_budget_left(project: Project) -> int | None:
     """Votes and leases the budget still allows on pairwise units (None without a budget); the
-    caller holds a transaction. One aggregate over the project's units, and the project's leases
-    take turns (a transaction-level advisory lock) so that concurrent leasers cannot overspend:
-    only projects with a budget pay this, on lease."""
+    caller holds a transaction. The project's leases take turns (a transaction-level advisory
+    lock) so that concurrent leasers cannot overspend, and read the project's AdaptiveBudget row
+    (one row by key; recounted from the units when it is missing): only projects with a budget
+    pay this, on lease."""
     if project.judgment_budget is None or not is_adaptive(project):
         return None
+    _budget_lock(project)
+    spent = AdaptiveBudget.objects.filter(project_id=project.id).values_list("spent", flat=True).first()
+    if spent is None:
+        spent = adaptive_budget_recount(project, locked=True)
+    return max(0, project.judgment_budget - spent)
+
+
+def _budget_lock(project: Project) -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [BUDGET_LOCK_SPACE, project.id])
-    return max(0, project.judgment_budget - adaptive_spent(project, with_leases=True))
+
+
+def adaptive_budget_recount(project: Project, *, locked: bool = False) -> int:
+    """Set the project's AdaptiveBudget from its units (votes plus leases), under the leases'
+    advisory lock; what the refresh does, and a lease finding no row."""
+    with transaction.atomic():
+        if not locked:
+            _budget_lock(project)
+        spent = adaptive_spent(project, with_leases=True)
+        AdaptiveBudget.objects.update_or_create(project_id=project.id, defaults={"spent": spent})
+    return spent
 
 
 def adaptive_spent(project: Project, *, with_leases: bool = False) -> int:
@@ -262,6 +285,8 @@ def adaptive_refresh(*, project_id: int) -> dict:
             priority, _ = _priorities(project, reliability, filled, chunk_evidence, chunk_machine, chunk_cycle)
             _units_write(ids, np.column_stack([chunk_evidence, chunk_machine, chunk_cycle.astype(float)]), priority)
 
+    if project.judgment_budget is not None:
+        adaptive_budget_recount(project)  # what any path that moved counters around it left behind
     spent = int(human_votes.sum())
     settings_ = adaptive_settings(project)
     done = np.array(list(WorkUnit.objects.filter(id__in=[u[0] for u in units]).order_by("id")

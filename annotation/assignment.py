@@ -70,8 +70,7 @@ def leases_expire(*, project: Project, now=None) -> int:
         unit_ids = sorted(row[0] for row in cursor.fetchall())
         if unit_ids:
             _units_locked(unit_ids)  # in id order, so two sweeps cannot deadlock
-            _units_add(unit_ids, leased=-1)
-            adaptive_units_update(project=project, unit_ids=unit_ids)
+            units_counters_move(project, unit_ids, leased=-1)
     return len(unit_ids)
 
 
@@ -172,6 +171,17 @@ def _pick_units(project, annotator, task_type, *, gold: bool, limit: int, with_r
 
 def _units_locked(unit_ids) -> None:
     list(WorkUnit.objects.select_for_update().filter(id__in=unit_ids).order_by("id").values_list("id"))
+
+
+def units_counters_move(project: Project, unit_ids, *, leased: int = 0, done: int = 0, votes=(), sign: int = 1) -> None:
+    """Move the units' counters, once per occurrence of a unit in `unit_ids` (caller holds their
+    row locks). In an adaptive project the same UPDATE carries the units' evidence (`votes` added,
+    or taken back with sign -1) and priority, and the budget's count moves with them."""
+    if project.collection == Project.Collection.ADAPTIVE:
+        deltas = {unit_id: (leased * times, done * times) for unit_id, times in Counter(unit_ids).items()}
+        adaptive_units_update(project=project, unit_ids=[], votes=votes, sign=sign, deltas=deltas)
+    else:
+        _units_add(unit_ids, leased=leased, done=done)
 
 
 def _units_add(unit_ids, *, leased: int = 0, done: int = 0) -> None:

@@ -18,7 +18,7 @@ from django.utils import timezone
 from rest_framework.exceptions import PermissionDenied
 
 from annotation.adaptive_collection import adaptive_refresh_now_and_then, adaptive_units_update, is_adaptive
-from annotation.assignment import _units_add, require_active
+from annotation.assignment import _units_add, require_active, units_counters_move
 from annotation.models import (
     ArtifactFlag, AspectScore, Assignment, Membership, PersonalRating, PreferenceJudgment, Source, Submission, TaskType,
     WorkUnit,
@@ -299,10 +299,10 @@ def submission_undo_last(*, membership: Membership) -> Assignment | None:
         assignment.finished_at = None
         assignment.expires_at = now + project.lease_length
         assignment.save(update_fields=["status", "finished_at", "expires_at"])
-        _units_add([assignment.unit_id], leased=1, done=-1 if submission.kind == Submission.Kind.JUDGED else 0)
         # Adaptive: the undone vote leaves the unit's evidence (under today's reliabilities; a refresh recomputes).
         undone = (PreferenceJudgment.objects.filter(submission=submission, aspect="overall", is_gold=False).first()
                   if is_adaptive(project, assignment.task_type) else None)
-        adaptive_units_update(project=project, unit_ids=[assignment.unit_id], sign=-1,
-                              votes=[(assignment.unit_id, annotator.id, undone.choice)] if undone else [])
+        units_counters_move(project, [assignment.unit_id], leased=1,
+                            done=-1 if submission.kind == Submission.Kind.JUDGED else 0, sign=-1,
+                            votes=[(assignment.unit_id, annotator.id, undone.choice)] if undone else [])
     return assignment

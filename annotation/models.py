@@ -714,6 +714,16 @@ class AdaptiveRater(models.Model):
         constraints = [models.UniqueConstraint(fields=["project", "annotator"], name="adaptive_rater_once")]
 
 
+class AdaptiveBudget(models.Model):
+    """What an adaptive project with a judgment budget has spent of it: human votes plus active
+    leases on its pairwise units (the sum of their `filled`). Every lease, expiry, answer, undo
+    and suspension moves it with the units' counters, the refresh recounts it, and a lease reads
+    this one row instead of summing the project's units. No row: recounted on the next lease."""
+
+    project = models.OneToOneField(Project, primary_key=True, on_delete=models.CASCADE, related_name="+")
+    spent = models.IntegerField(default=0)
+
+
 class AdaptiveSnapshot(models.Model):
     """One refresh of an adaptive project: the human pairwise votes spent then and the accuracy the
     posteriors promise (mean confidence), for the researcher's curve."""

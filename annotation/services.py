@@ -92,8 +92,13 @@ def project_update(*, project: Project, actor=None, **fields) -> Project:
     if "task_types" in fields:
         work_units_open(project=project)
     if project.collection == Project.Collection.ADAPTIVE and _adaptive_fields(project) != adaptive_before:
-        # Switched to adaptive, or its settings changed: priorities are recomputed off the request path.
+        # Switched to adaptive, or its settings changed: priorities are recomputed off the request path,
+        # and the budget's count is taken again from the units on the next lease (it was not kept
+        # while the project had no budget).
+        from annotation.models import AdaptiveBudget
         from annotation.tasks import adaptive_refresh_task
+
+        AdaptiveBudget.objects.filter(project=project).delete()
 
         transaction.on_commit(lambda: adaptive_refresh_task.delay(project.id))
     if project.is_archived != was_archived:
@@ -431,7 +436,7 @@ def _judgment_models():
 def membership_suspend(*, project: Project, user, reason: str, actor=None) -> Membership:
     """Stop a person's work on a project: their leases return to the pool now, and their past
     judgments are marked (never deleted) so curation leaves them out until reinstatement."""
-    from annotation.assignment import _units_add, _units_locked
+    from annotation.assignment import _units_locked, units_counters_move
     from annotation.models import Assignment
 
     membership = Membership.objects.select_for_update().get(project=project, user=user)
@@ -448,7 +453,7 @@ def membership_suspend(*, project: Project, user, reason: str, actor=None) -> Me
                                                                          finished_at=timezone.now())
         units = sorted(u for _, u in leases)
         _units_locked(units)
-        _units_add(units, leased=-1)
+        units_counters_move(project, units, leased=-1)
     for model in _judgment_models():
         model.objects.filter(project=project, annotator=user, excluded_reason="").update(
             excluded_reason=f"{SUSPENSION_MARK}: {reason}"[:300])

@@ -124,6 +124,51 @@ def test_a_budget_stops_leasing_once_it_is_spent(postgres_only, project, setting
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_budgets_count_follows_leases_answers_expiries_undo_and_suspension_and_no_lease_sums_the_units(
+        postgres_only, project, settings):
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from annotation.assignment import leases_expire
+    from annotation.judging import submission_undo_last
+    from annotation.models import AdaptiveBudget
+    from annotation.services import membership_suspend
+
+    settings.ADAPTIVE_REFRESH_EVERY_JUDGMENTS = 10**9
+    project = adaptive_project(project, judgment_budget=MIN * 60 + 15)
+    people = [Membership.objects.select_related("project", "user").get(
+        pk=MembershipFactory(project=project, user=UserFactory(username=f"b{i}")).pk) for i in range(3)]
+
+    def count_is_the_units_sum():
+        units = sum(WorkUnit.objects.filter(project=project, task_type="pairwise", is_gold=False)
+                    .values_list("filled", flat=True))
+        assert AdaptiveBudget.objects.get(project=project).spent == units
+
+    with CaptureQueriesContext(connection) as queries:
+        first = assignments_lease_next(membership=people[0], task_type="pairwise", count=3)
+    assert any("SUM(" in q["sql"] for q in queries.captured_queries)  # no count yet: taken from the units once
+    count_is_the_units_sum()
+    with CaptureQueriesContext(connection) as queries:
+        held = assignments_lease_next(membership=people[1], task_type="pairwise", count=3)
+    assert not any("SUM(" in q["sql"] for q in queries.captured_queries), "a lease summed the project's units"
+    count_is_the_units_sum()
+    for assignment in first[:2]:
+        assert submission_store(membership=people[0], item={"idempotency_key": uuid.uuid4().hex,
+                                                            "assignment": assignment.id, "choice": "left"}).status == "stored"
+    count_is_the_units_sum()
+    assert submission_undo_last(membership=people[0]) is not None
+    count_is_the_units_sum()
+    Assignment.objects.filter(id__in=[a.id for a in held]).update(expires_at=timezone.now())
+    assert leases_expire(project=project, now=timezone.now()) == 3
+    count_is_the_units_sum()
+    assignments_lease_next(membership=people[2], task_type="pairwise", count=2)
+    membership_suspend(project=project, user=people[2].user, reason="test")
+    count_is_the_units_sum()
+    # b0: one answer left after the undo, two units held (the third lease and the undone one)
+    assert AdaptiveBudget.objects.get(project=project).spent == 3
+
+
+@pytest.mark.django_db(transaction=True)
 def test_on_the_same_crowd_adaptive_collection_reaches_fixed_overlap_5_accuracy_with_30_percent_fewer_judgments(
         postgres_only, researcher, settings):
     """The issue's "done when", through the platform: one simulated world judged in a fixed-overlap-5
