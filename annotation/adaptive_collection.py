@@ -250,8 +250,7 @@ def adaptive_refresh(*, project_id: int) -> dict:
             batch_size=2000)
         project.adaptive_reliability = {"log_class_prior": reliability.log_class_prior.tolist(),
                                         "log_unknown_rater": reliability.log_unknown_rater.tolist()}
-        project.adaptive_refreshed_judgments = len(votes)
-        project.save(update_fields=["adaptive_reliability", "adaptive_refreshed_judgments"])
+        project.save(update_fields=["adaptive_reliability"])
 
     evidence = policy.unit_evidence(unit=unit_arr, rater=rater_arr, choice=choice_arr, n_units=len(units),
                                     reliability=reliability)
@@ -306,6 +305,8 @@ def adaptive_refresh(*, project_id: int) -> dict:
         AdaptiveSnapshot.objects.filter(pk=last.pk).update(**point)
     else:
         AdaptiveSnapshot.objects.create(project=project, judgments=spent, **point)
+    # Last: a refresh that dies on the way (its worker killed between chunks) leaves the project due.
+    Project.objects.filter(pk=project.pk).update(adaptive_refreshed_judgments=len(votes))
     return {"units": len(units), "judgments": spent, "raters": len(annotators), "expected_left": expected_left}
 
 
@@ -337,12 +338,15 @@ def _in_cycle(units, label, human_votes) -> np.ndarray:
 
 
 def adaptive_refresh_due() -> list[int]:
-    """Beat: the adaptive projects to refresh: not archived, and never refreshed or with a number of
-    live human votes other than at their last refresh (an idle campaign costs no refit)."""
+    """Beat: the adaptive projects to refresh: not archived, and never refreshed, or with a number
+    of live human votes other than at their last completed refresh, or with settings changed since
+    its snapshot (an idle campaign costs no refit; a refresh cut short is done again)."""
     due = []
     for project in Project.objects.filter(collection=Project.Collection.ADAPTIVE, is_archived=False).only(
-            "id", "adaptive_reliability", "adaptive_refreshed_judgments"):
-        if project.adaptive_reliability is None or _human_votes(project).count() != project.adaptive_refreshed_judgments:
+            "id", "adaptive_reliability", "adaptive_refreshed_judgments", "updated_at"):
+        last = AdaptiveSnapshot.objects.filter(project=project).order_by("-at", "-id").values_list("at", flat=True).first()
+        if (project.adaptive_reliability is None or last is None or last < project.updated_at
+                or _human_votes(project).count() != project.adaptive_refreshed_judgments):
             due.append(project.id)
     return due
 

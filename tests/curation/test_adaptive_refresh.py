@@ -95,6 +95,43 @@ def test_beat_refreshes_only_the_adaptive_projects_whose_votes_changed(project, 
     assert adaptive_refresh_due() == [project.id]
     adaptive_refresh(project_id=project.id)
     assert adaptive_refresh_due() == []
+    with django_capture_on_commit_callbacks(execute=False):
+        project_update(project=project, confidence_target=0.8)
+    assert adaptive_refresh_due() == [project.id]  # settings changed since the last refresh
+    adaptive_refresh(project_id=project.id)
+    assert adaptive_refresh_due() == []
+
+
+@pytest.mark.django_db
+def test_a_refresh_cut_short_between_chunks_leaves_the_project_due(project, django_capture_on_commit_callbacks,
+                                                                   settings, monkeypatch):
+    import annotation.adaptive_collection as collection
+    from annotation.adaptive_collection import adaptive_refresh_due
+
+    settings.ADAPTIVE_REFRESH_EVERY_JUDGMENTS = 10**9
+    with django_capture_on_commit_callbacks(execute=False):
+        project = adaptive(project)
+    adaptive_refresh(project_id=project.id)
+    with django_capture_on_commit_callbacks(execute=False):
+        votes_from(project, people=3, rounds=2)
+    monkeypatch.setattr(collection, "REFRESH_CHUNK", 5)
+    written = []
+    real_write = collection._units_write
+
+    def dies_after_the_first_chunk(ids, evidence, priority):
+        if written:
+            raise SystemExit("worker killed")
+        written.append(ids)
+        real_write(ids, evidence, priority)
+
+    monkeypatch.setattr(collection, "_units_write", dies_after_the_first_chunk)
+    with pytest.raises(SystemExit):
+        adaptive_refresh(project_id=project.id)
+    assert len(written) == 1
+    assert adaptive_refresh_due() == [project.id]  # the next beat does it again
+    monkeypatch.setattr(collection, "_units_write", real_write)
+    adaptive_refresh(project_id=project.id)
+    assert adaptive_refresh_due() == []
 
 
 @pytest.mark.django_db
