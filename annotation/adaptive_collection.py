@@ -70,31 +70,23 @@ def _priorities(project, reliability, filled, evidence, machine_counts=None, in_
                                 machine_disagreement=machine, in_cycle=in_cycle), scored.confidence
 
 
-def adaptive_units_update(*, project: Project, unit_ids, votes=(), sign: int = 1, rows=None, deltas=None) -> None:
-    """Add (sign 1) or take back (sign -1, undo) `votes` [(unit id, annotator id, choice a|b|tie)] to
-    their units' evidence and recompute the priority of every unit named; the caller holds the
-    units' row locks, or passes `deltas`. `rows` (id, task type, gold, filled, evidence), when the
-    caller read them under its locks, saves reading the units again. Nothing for a fixed project,
-    or for gold and non-pairwise units.
-
-    `deltas` {unit id: (leased, done)}: the counter moves of the caller's lease or submit, made in
-    the same UPDATE as the evidence and priority (one new row version per unit instead of two,
-    and one statement less on lease); the units are then read and locked here (in id order)
-    unless `rows` come from the caller's own `FOR UPDATE` read."""
-    if project.collection != Project.Collection.ADAPTIVE:
-        if deltas:
-            _units_move(deltas, {}, {})
-        return
-    ids = sorted(set(unit_ids) | {unit_id for unit_id, *_ in votes} | set(deltas or ()))
+def adaptive_units_update(*, project: Project, deltas: dict, votes=(), sign: int = 1, rows=None) -> None:
+    """Move the counters of an adaptive project's units by `deltas` {unit id: (leased, done)}, add
+    (sign 1) or take back (sign -1, undo) `votes` [(unit id, annotator id, choice a|b|tie)] to their
+    evidence, and recompute their priority, all in one UPDATE per unit (one new row version, not
+    two); gold and non-pairwise units only have their counters moved. The units are read and
+    locked here (in id order) unless `rows` (id, task type, gold, filled, evidence) come from the
+    caller's own `FOR UPDATE` read. The budget's count moves with them. Called through
+    `annotation.assignment.units_counters_move`."""
+    ids = sorted(deltas)
     if not ids:
         return
     if rows is None:
-        lock = " ORDER BY id FOR UPDATE" if deltas and connection.vendor == "postgresql" else ""
+        lock = " ORDER BY id FOR UPDATE" if connection.vendor == "postgresql" else ""
         with connection.cursor() as cursor:
             cursor.execute(f'SELECT id, task_type, is_gold, filled, evidence FROM "{WorkUnit._meta.db_table}" '
                            f"WHERE id IN ({', '.join(['%s'] * len(ids))}){lock}", ids)
             rows = cursor.fetchall()
-    deltas = deltas or {}
     adaptive_rows = [(unit_id, filled + sum(deltas.get(unit_id, (0, 0))), evidence)
                      for unit_id, task_type, gold, filled, evidence in rows
                      if task_type == TaskType.PAIRWISE and not gold]
@@ -114,7 +106,7 @@ def adaptive_units_update(*, project: Project, unit_ids, votes=(), sign: int = 1
         for n, (unit_id, *_) in enumerate(adaptive_rows):
             written[unit_id] = json.dumps([round(float(x), 6) for x in stored[n]])
             priorities[unit_id] = int(priority[n])
-    _units_move({unit_id: deltas.get(unit_id, (0, 0)) for unit_id in ids}, written, priorities)
+    _units_move(deltas, written, priorities)
     spent = sum(sum(deltas.get(unit_id, (0, 0))) for unit_id, *_ in adaptive_rows)
     if spent and project.judgment_budget is not None:
         AdaptiveBudget.objects.filter(project_id=project.id).update(spent=F("spent") + spent)

@@ -70,7 +70,7 @@ def leases_expire(*, project: Project, now=None) -> int:
         unit_ids = sorted(row[0] for row in cursor.fetchall())
         if unit_ids:
             _units_locked(unit_ids)  # in id order, so two sweeps cannot deadlock
-            units_counters_move(project, unit_ids, leased=-1)
+            units_counters_move(project, [(unit_ids, -1, 0)])
     return len(unit_ids)
 
 
@@ -119,7 +119,7 @@ def assignments_lease_next(*, membership: Membership, task_type: str, count: int
         if need <= 0:
             return held
         gold_slots = sum(random.random() < project.gold_rate for _ in range(need))
-        adaptive = is_adaptive(project, task_type)
+        adaptive = project.collection == Project.Collection.ADAPTIVE  # the pick returns what its update reads
         picked = _pick_units(project, annotator, task_type, gold=True, limit=gold_slots,
                              with_rows=adaptive) if gold_slots else []
         picked += _pick_units(project, annotator, task_type, gold=False, limit=need - len(picked), with_rows=adaptive)
@@ -130,11 +130,8 @@ def assignments_lease_next(*, membership: Membership, task_type: str, count: int
                             expires_at=expires_at)
                  for unit_id, image_a, image_b, *_ in picked]
         Assignment.objects.bulk_create(fresh)
-        if adaptive:  # counters, evidence and priority in one UPDATE, from the rows the pick locked
-            adaptive_units_update(project=project, unit_ids=[], deltas={row[0]: (1, 0) for row in picked},
-                                  rows=[(unit_id, *row) for unit_id, _, _, *row in picked])
-        else:
-            _units_add([unit_id for unit_id, *_ in picked], leased=1)
+        units_counters_move(project, [([row[0] for row in picked], 1, 0)],
+                            rows=[(unit_id, *row) for unit_id, _, _, *row in picked] if adaptive else None)
     return held + fresh
 
 
@@ -173,22 +170,28 @@ def _units_locked(unit_ids) -> None:
     list(WorkUnit.objects.select_for_update().filter(id__in=unit_ids).order_by("id").values_list("id"))
 
 
-def units_counters_move(project: Project, unit_ids, *, leased: int = 0, done: int = 0, votes=(), sign: int = 1) -> None:
-    """Move the units' counters, once per occurrence of a unit in `unit_ids` (caller holds their
-    row locks). In an adaptive project the same UPDATE carries the units' evidence (`votes` added,
-    or taken back with sign -1) and priority, and the budget's count moves with them."""
-    if project.collection == Project.Collection.ADAPTIVE:
-        deltas = {unit_id: (leased * times, done * times) for unit_id, times in Counter(unit_ids).items()}
-        adaptive_units_update(project=project, unit_ids=[], votes=votes, sign=sign, deltas=deltas)
-    else:
-        _units_add(unit_ids, leased=leased, done=done)
+def units_counters_move(project: Project, moves, *, votes=(), sign: int = 1, rows=None) -> None:
+    """Move units' counters: `moves` [(unit ids, leased, done)], each once per occurrence of a unit
+    in its list (caller holds their row locks, or in an adaptive project lets them be taken here).
+    In an adaptive project one UPDATE per unit also carries its evidence (`votes` added, or taken
+    back with sign -1) and priority, and the budget's count moves with them
+    (`adaptive_units_update`, which may use the `rows` the caller's pick locked)."""
+    if project.collection != Project.Collection.ADAPTIVE:
+        for unit_ids, leased, done in moves:
+            _units_add(unit_ids, leased=leased, done=done)
+        return
+    deltas: dict[int, tuple[int, int]] = {}
+    for unit_ids, leased, done in moves:
+        for unit_id, times in Counter(unit_ids).items():
+            before = deltas.get(unit_id, (0, 0))
+            deltas[unit_id] = (before[0] + leased * times, before[1] + done * times)
+    adaptive_units_update(project=project, deltas=deltas, votes=votes, sign=sign, rows=rows)
 
 
 def _units_add(unit_ids, *, leased: int = 0, done: int = 0) -> None:
     """Move the units' counters, once per occurrence of a unit in `unit_ids` (caller holds
     their row locks). Plain SQL: this runs twice per judgment, and the ORM's statement
-    building cost more than the statement. Adaptive projects move theirs in
-    `adaptive_units_update`, with the evidence and priority."""
+    building cost more than the statement. Callers go through `units_counters_move`."""
     by_times: dict[int, list[int]] = {}
     for unit_id, times in Counter(unit_ids).items():
         by_times.setdefault(times, []).append(unit_id)

@@ -17,8 +17,8 @@ from django.utils import timezone
 
 from rest_framework.exceptions import PermissionDenied
 
-from annotation.adaptive_collection import adaptive_refresh_now_and_then, adaptive_units_update, is_adaptive
-from annotation.assignment import _units_add, require_active, units_counters_move
+from annotation.adaptive_collection import adaptive_refresh_now_and_then, is_adaptive
+from annotation.assignment import require_active, units_counters_move
 from annotation.models import (
     ArtifactFlag, AspectScore, Assignment, Membership, PersonalRating, PreferenceJudgment, Source, Submission, TaskType,
     WorkUnit,
@@ -182,21 +182,12 @@ def _store_batch(membership, items, todo, outcomes) -> None:
             Assignment.objects.filter(id__in=ids).update(status=status, finished_at=now)
     judged = [s.assignment.unit_id for _, s, _ in accepted if s.kind == Submission.Kind.JUDGED]
     skipped = [s.assignment.unit_id for _, s, _ in accepted if s.kind == Submission.Kind.SKIPPED]
-    if is_adaptive(project):
-        # Counters, evidence and priority in one UPDATE per batch (the units read and locked first).
-        deltas: dict[int, tuple[int, int]] = {}
-        for unit_ids, move in ((reactivated, (1, 0)), (judged, (-1, 1)), (skipped, (-1, 0))):
-            for unit_id in unit_ids:
-                leased, done = deltas.get(unit_id, (0, 0))
-                deltas[unit_id] = (leased + move[0], done + move[1])
-        votes = [(s.assignment.unit_id, annotator.id, j.choice) for _, s, judgments in accepted for j in judgments
-                 if isinstance(j, PreferenceJudgment) and j.aspect == "overall" and not j.is_gold]
-        adaptive_units_update(project=project, unit_ids=[], votes=votes, deltas=deltas)
+    adaptive = is_adaptive(project)
+    votes = [(s.assignment.unit_id, annotator.id, j.choice) for _, s, judgments in accepted for j in judgments
+             if isinstance(j, PreferenceJudgment) and j.aspect == "overall" and not j.is_gold] if adaptive else []
+    units_counters_move(project, [(reactivated, 1, 0), (judged, -1, 1), (skipped, -1, 0)], votes=votes)
+    if adaptive:
         adaptive_refresh_now_and_then(project, len(votes))
-    else:
-        _units_add(reactivated, leased=1)
-        _units_add(judged, leased=-1, done=1)
-        _units_add(skipped, leased=-1)
     for i, submission, _ in accepted:
         outcomes[i] = SubmissionOutcome(submission.idempotency_key, "stored", "", submission)
 
@@ -302,7 +293,6 @@ def submission_undo_last(*, membership: Membership) -> Assignment | None:
         # Adaptive: the undone vote leaves the unit's evidence (under today's reliabilities; a refresh recomputes).
         undone = (PreferenceJudgment.objects.filter(submission=submission, aspect="overall", is_gold=False).first()
                   if is_adaptive(project, assignment.task_type) else None)
-        units_counters_move(project, [assignment.unit_id], leased=1,
-                            done=-1 if submission.kind == Submission.Kind.JUDGED else 0, sign=-1,
-                            votes=[(assignment.unit_id, annotator.id, undone.choice)] if undone else [])
+        units_counters_move(project, [([assignment.unit_id], 1, -1 if submission.kind == Submission.Kind.JUDGED else 0)],
+                            sign=-1, votes=[(assignment.unit_id, annotator.id, undone.choice)] if undone else [])
     return assignment

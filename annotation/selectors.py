@@ -182,8 +182,7 @@ _PAYLOAD_COLUMNS = """p.id, p.text,
        i.id, i.preview_key, i.storage_key, i.width, i.height,
        ia.id, ia.preview_key, ia.storage_key, ia.width, ia.height,
        ib.id, ib.preview_key, ib.storage_key, ib.width, ib.height"""
-_PAYLOAD_JOINS = """annotation_workunit u
-JOIN annotation_prompt p ON p.id = u.prompt_id
+_PAYLOAD_JOINS = """JOIN annotation_prompt p ON p.id = u.prompt_id
 LEFT JOIN annotation_image i ON i.id = u.image_id
 LEFT JOIN annotation_comparison c ON c.id = u.comparison_id
 LEFT JOIN annotation_image ia ON ia.id = c.image_a_id
@@ -195,10 +194,10 @@ LEFT JOIN annotation_image ib ON ib.id = c.image_b_id"""
 _PAYLOAD_SQL = {
     "postgresql": f"""SELECT a.id, a.unit_id, a.task_type, a.expires_at, a.left_image_id, x.*
 FROM annotation_assignment a
-CROSS JOIN LATERAL (SELECT {_PAYLOAD_COLUMNS} FROM {_PAYLOAD_JOINS} WHERE u.id = a.unit_id LIMIT 1) x
+CROSS JOIN LATERAL (SELECT {_PAYLOAD_COLUMNS} FROM annotation_workunit u {_PAYLOAD_JOINS} WHERE u.id = a.unit_id LIMIT 1) x
 WHERE a.id IN ({{marks}})""",
     "sqlite": f"""SELECT a.id, a.unit_id, a.task_type, a.expires_at, a.left_image_id, {_PAYLOAD_COLUMNS}
-FROM annotation_assignment a JOIN {_PAYLOAD_JOINS.replace("annotation_workunit u", "annotation_workunit u ON u.id = a.unit_id", 1)}
+FROM annotation_assignment a JOIN annotation_workunit u ON u.id = a.unit_id {_PAYLOAD_JOINS}
 WHERE a.id IN ({{marks}})""",
 }
 

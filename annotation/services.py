@@ -453,7 +453,7 @@ def membership_suspend(*, project: Project, user, reason: str, actor=None) -> Me
                                                                          finished_at=timezone.now())
         units = sorted(u for _, u in leases)
         _units_locked(units)
-        units_counters_move(project, units, leased=-1)
+        units_counters_move(project, [(units, -1, 0)])
     for model in _judgment_models():
         model.objects.filter(project=project, annotator=user, excluded_reason="").update(
             excluded_reason=f"{SUSPENSION_MARK}: {reason}"[:300])
